@@ -1,0 +1,156 @@
+"""The sequential engine: one ``keras.Model.fit`` per fold, exactly as a Keras script would."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from dlrun.engines.base import EpochCallback, EpochEvent, FitJob, FitResult
+from dlrun.errors import RunError
+from dlrun.models import build_model, compile_model, make_callbacks, resolve_compile
+from dlrun.runtime import seed_everything
+from dlrun.spec import Spec
+
+
+class SequentialEngine:
+    """Trains each job with its own Keras model, one after another.
+
+    Args:
+        spec: The validated spec.
+        task: ``binary``, ``multiclass`` or ``regression``.
+        input_shape: Shape of one preprocessed sample.
+        n_outputs: Width of the model's output.
+        keep_model: Return the Keras model in each result (``dlrun train`` saves it).
+        extra_callbacks: Callbacks added to every fit (checkpointing, stop requests).
+    """
+
+    name = "sequential"
+
+    def __init__(
+        self,
+        spec: Spec,
+        task: str,
+        input_shape: tuple[int, ...],
+        n_outputs: int,
+        keep_model: bool = False,
+        extra_callbacks: list[Any] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.task = task
+        self.input_shape = input_shape
+        self.n_outputs = n_outputs
+        self.keep_model = keep_model
+        self.extra_callbacks = extra_callbacks or []
+        self.compile_cfg = resolve_compile(spec, task)
+
+    def build(self, seed: int) -> Any:
+        """A fresh compiled model, seeded."""
+        seed_everything(seed)
+        model = build_model(self.spec, self.input_shape, self.n_outputs, self.task)
+        return model
+
+    def fit(self, jobs: list[FitJob], on_epoch: EpochCallback | None = None) -> Iterator[FitResult]:
+        """Train each job in turn; yield its result as soon as it is done."""
+        for job in jobs:
+            yield self.fit_one(job, on_epoch)
+
+    def fit_one(self, job: FitJob, on_epoch: EpochCallback | None = None) -> FitResult:
+        """Train one job."""
+        import keras
+
+        t0 = time.perf_counter()
+        tr = self.spec.training
+        model = self.build(job.seed)
+        steps = max(1, math.ceil(len(job.x_train) / tr.batch_size))
+        spe = steps if tr.steps_per_execution == "auto" else int(tr.steps_per_execution)
+        compile_model(model, self.compile_cfg, steps_per_execution=spe)
+        if job.initial_weights is not None:
+            model.set_weights(job.initial_weights)
+        callbacks: list[Any] = [*make_callbacks(self.spec), _Relay(job, tr.epochs, on_epoch), keras.callbacks.TerminateOnNaN()]
+        callbacks += self.extra_callbacks
+        val = (job.x_val, job.y_val) if job.x_val is not None and len(job.x_val) else None
+        dataset = epoch_batches(job, tr.batch_size, tr.epochs, tr.shuffle)
+        hist = model.fit(
+            dataset,
+            epochs=tr.epochs,
+            initial_epoch=job.initial_epoch,
+            steps_per_epoch=steps,
+            shuffle=False,  # the dataset is already shuffled per epoch
+            class_weight=job.class_weight,
+            validation_data=val,
+            callbacks=callbacks,
+            verbose=tr.verbose,
+        )
+        history = {k: [float(v) for v in vals] for k, vals in hist.history.items() if k != "learning_rate"}
+        losses = history.get("loss", [])
+        if losses and not np.isfinite(losses[-1]):
+            raise RunError(
+                f"the loss became NaN at epoch {job.initial_epoch + len(losses)} of repeat {job.repeat} fold {job.fold}; "
+                "lower compile.optimizer's learning_rate, scale the features (preprocessing.scaling), "
+                "or add clipvalue to the optimizer"
+            )
+        pred_bs = max(tr.batch_size, 1024)
+        train_pred = np.asarray(model.predict(job.x_train, batch_size=pred_bs, verbose=0))
+        test_pred = None
+        if job.x_test is not None and len(job.x_test):
+            test_pred = np.asarray(model.predict(job.x_test, batch_size=pred_bs, verbose=0))
+        return FitResult(
+            repeat=job.repeat,
+            fold=job.fold,
+            history=history,
+            train_pred=train_pred,
+            test_pred=test_pred,
+            epochs_run=job.initial_epoch + len(losses),
+            seconds=time.perf_counter() - t0,
+            engine=self.name,
+            model=model if self.keep_model else None,
+            weights=[np.asarray(w) for w in model.get_weights()],
+        )
+
+
+def epoch_permutation(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
+    """The order in which a model sees its ``n`` training rows in ``epoch`` (0-based).
+
+    A pure function of ``(seed, epoch)``, so a resumed run draws the same batches
+    as an uninterrupted one, and both engines can share it.
+    """
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed & 0xFFFFFFFF, epoch]).permutation(n)
+
+
+def epoch_batches(job: FitJob, batch_size: int, epochs: int, shuffle: bool) -> Any:
+    """A ``tf.data`` stream of mini-batches for epochs ``job.initial_epoch .. epochs-1``.
+
+    Batches never straddle two epochs; the last batch of an epoch may be smaller,
+    exactly as ``model.fit`` on arrays does.
+    """
+    import tensorflow as tf
+
+    n = len(job.x_train)
+    perms = np.stack([epoch_permutation(job.seed, e, n, shuffle) for e in range(job.initial_epoch, epochs)])
+    x = tf.constant(job.x_train)
+    y = tf.constant(job.y_train)
+    ds = tf.data.Dataset.from_tensor_slices(perms.astype(np.int32))
+    ds = ds.flat_map(lambda p: tf.data.Dataset.from_tensor_slices(p).batch(batch_size))
+    ds = ds.map(lambda idx: (tf.gather(x, idx), tf.gather(y, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class _Relay:
+    """A Keras callback that forwards epoch ends as :class:`EpochEvent`."""
+
+    def __new__(cls, job: FitJob, epochs: int, on_epoch: EpochCallback | None) -> Any:
+        import keras
+
+        class Relay(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                if on_epoch is not None:
+                    clean = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
+                    on_epoch(EpochEvent(keys=(job.key,), epoch=epoch + 1, epochs=epochs, logs=clean))
+
+        return Relay()

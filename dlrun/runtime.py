@@ -1,0 +1,87 @@
+"""Seeding, device choice and TensorFlow settings, all in one place.
+
+Importing this module does not import TensorFlow; :func:`setup` does.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import Any
+
+from dlrun.errors import InputError
+from dlrun.spec import RuntimeSpec
+
+_DONE: dict[str, Any] = {}
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up chatter before it is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def setup(rt: RuntimeSpec) -> dict[str, Any]:
+    """Apply the runtime section once per process; return what was chosen.
+
+    Raises:
+        InputError: ``device: gpu`` was asked for and TensorFlow sees no GPU.
+    """
+    key = f"{rt.device}:{rt.deterministic}:{rt.mixed_precision}"
+    if _DONE.get("key") == key:
+        return dict(_DONE["info"])
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if rt.device == "gpu" and not gpus:
+        raise InputError(
+            "runtime.device is 'gpu' but TensorFlow sees no GPU on this machine; "
+            "set runtime.device: auto (or cpu), or install a CUDA build of TensorFlow"
+        )
+    if rt.device == "cpu" and gpus and "key" not in _DONE:
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:
+            pass
+        gpus = []
+    for g in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(g, True)
+        except RuntimeError:
+            pass
+    if rt.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy("mixed_float16" if rt.mixed_precision else "float32")
+    info = {"device": "gpu" if gpus else "cpu", "gpus": [g.name for g in gpus]}
+    _DONE["key"] = key
+    _DONE["info"] = info
+    return dict(info)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and the backend through Keras (one place for all of them)."""
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
+
+
+def versions() -> dict[str, str]:
+    """Library versions for ``env.json``."""
+    import keras
+    import numpy
+    import pandas
+    import sklearn
+    import tensorflow as tf
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pandas.__version__,
+        "scikit-learn": sklearn.__version__,
+    }

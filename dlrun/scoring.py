@@ -1,0 +1,162 @@
+"""Held-out metrics with scikit-learn, in the target's original units, and no-skill baselines."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.dummy import DummyClassifier, DummyRegressor
+
+from dlrun.errors import InputError
+from dlrun.spec import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+HIGHER_IS_BETTER = {
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "roc_auc": True,
+    "f1": True,
+    "precision": True,
+    "recall": True,
+    "log_loss": False,
+    "mae": False,
+    "mse": False,
+    "rmse": False,
+    "r2": True,
+}
+
+
+def check_metrics(metrics: list[str], task: str) -> None:
+    """Refuse a regression metric on a classification task and vice versa."""
+    valid = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    for i, m in enumerate(metrics):
+        if m not in valid:
+            raise InputError(
+                f"evaluation.metrics[{i}] must be one of {', '.join(valid)} for a {task} target, got '{m}'"
+            )
+
+
+def score(
+    task: str,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None,
+    metrics: list[str],
+    classes: np.ndarray | None,
+) -> dict[str, float]:
+    """Score predictions with scikit-learn.
+
+    Args:
+        task: ``binary``, ``multiclass`` or ``regression``.
+        y_true: True values in original form, ``(n,)`` or ``(n, k)`` for k targets.
+        y_pred: Predicted labels or values, same shape as ``y_true``.
+        proba: Class probabilities ``(n, n_classes)`` (columns in ``classes`` order) or None.
+        metrics: Metric names (see :data:`HIGHER_IS_BETTER`).
+        classes: Sorted original class labels; ``classes[1]`` is the positive class of a binary task.
+
+    Returns:
+        ``{metric: value}``; a metric that is undefined on these rows (ROC AUC with one
+        class present) is NaN.
+    """
+    out: dict[str, float] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for m in metrics:
+            out[m] = float(_one(m, task, y_true, y_pred, proba, classes))
+    return out
+
+
+def _one(
+    m: str, task: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray | None
+) -> float:
+    if task == "regression":
+        yt = np.asarray(y_true, dtype=float)
+        yp = np.asarray(y_pred, dtype=float)
+        if m == "mae":
+            return float(skm.mean_absolute_error(yt, yp))
+        if m == "mse":
+            return float(skm.mean_squared_error(yt, yp))
+        if m == "rmse":
+            return float(np.sqrt(skm.mean_squared_error(yt, yp)))
+        if m == "r2":
+            return float(skm.r2_score(yt, yp)) if len(yt) > 1 else float("nan")
+        raise InputError(f"metric must be one of {', '.join(REGRESSION_METRICS)} for regression, got '{m}'")
+    yt = np.asarray(y_true).ravel()
+    yp = np.asarray(y_pred).ravel()
+    labels = list(classes) if classes is not None else sorted(set(yt) | set(yp))
+    binary = task == "binary"
+    avg = "binary" if binary else "macro"
+    pos: Any = labels[1] if binary and len(labels) > 1 else 1
+    kw: dict[str, Any] = {"average": avg, "zero_division": 0}
+    if binary:
+        kw["pos_label"] = pos
+    else:
+        kw["labels"] = labels
+    if m == "accuracy":
+        return float(skm.accuracy_score(yt, yp))
+    if m == "balanced_accuracy":
+        return float(skm.balanced_accuracy_score(yt, yp))
+    if m == "f1":
+        return float(skm.f1_score(yt, yp, **kw))
+    if m == "precision":
+        return float(skm.precision_score(yt, yp, **kw))
+    if m == "recall":
+        return float(skm.recall_score(yt, yp, **kw))
+    if m in ("roc_auc", "log_loss"):
+        if proba is None or len(np.unique(yt)) < 2:
+            return float("nan")
+        if m == "log_loss":
+            return float(skm.log_loss(yt, np.clip(proba, 1e-15, 1 - 1e-15), labels=labels))
+        if binary:
+            return float(skm.roc_auc_score(yt == pos, proba[:, 1]))
+        present = np.isin(labels, np.unique(yt))
+        if present.sum() < len(labels):
+            return float("nan")
+        return float(skm.roc_auc_score(yt, proba, multi_class="ovr", labels=labels))
+    raise InputError(f"metric must be one of {', '.join(CLASSIFICATION_METRICS)} for classification, got '{m}'")
+
+
+def baseline_name(task: str) -> str:
+    """How the no-skill baseline predicts, in words."""
+    return "DummyRegressor(strategy='mean')" if task == "regression" else "DummyClassifier(strategy='most_frequent')"
+
+
+def baseline_scores(
+    task: str,
+    y_train: pd.DataFrame,
+    y_test: pd.DataFrame,
+    metrics: list[str],
+    classes: np.ndarray | None,
+) -> dict[str, float]:
+    """Score scikit-learn's no-skill model fit on the same training rows.
+
+    Args:
+        task: The task.
+        y_train: Original training targets ``(n_train, k)``.
+        y_test: Original held-out targets ``(n_test, k)``.
+        metrics: Metric names.
+        classes: Sorted original class labels, or None for regression.
+    """
+    x_tr = np.zeros((len(y_train), 1))
+    x_te = np.zeros((len(y_test), 1))
+    if task == "regression":
+        yt = y_train.to_numpy(dtype=float)
+        reg = DummyRegressor(strategy="mean").fit(x_tr, yt)
+        pred = reg.predict(x_te)
+        true = y_test.to_numpy(dtype=float)
+        if true.shape[1] == 1:
+            true, pred = true.ravel(), np.asarray(pred).ravel()
+        return score(task, true, pred, None, metrics, None)
+    ytr = y_train.iloc[:, 0].to_numpy()
+    clf = DummyClassifier(strategy="most_frequent").fit(x_tr, ytr)
+    pred = clf.predict(x_te)
+    proba_small = clf.predict_proba(x_te)
+    proba = np.zeros((len(y_test), len(classes) if classes is not None else proba_small.shape[1]))
+    if classes is not None:
+        for j, c in enumerate(clf.classes_):
+            proba[:, list(classes).index(c)] = proba_small[:, j]
+    else:
+        proba = proba_small
+    return score(task, y_test.iloc[:, 0].to_numpy(), pred, proba, metrics, classes)

@@ -1,0 +1,605 @@
+"""The experiment spec: YAML → pydantic models, validated in full before TensorFlow loads.
+
+Every problem is collected and reported at once with its dotted path
+(``model.layers[2].Dense.units``), what was expected, what was given, and the
+nearest valid name for a typo. Nothing in this module imports TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from dlrun import _keras_names as kn
+from dlrun.errors import SpecError
+
+Task = Literal["auto", "binary", "multiclass", "regression"]
+Mode = Literal["split", "validation_split", "none", "kfold", "repeated_kfold", "repeated_split"]
+TRAIN_MODES = ("split", "validation_split", "none")
+CV_MODES = ("kfold", "repeated_kfold", "repeated_split")
+
+NAMED_DATASETS = (
+    "sonar",
+    "pima",
+    "wine-quality-red",
+    "wine-quality-white",
+    "mammography",
+    "housing",
+    "ionosphere",
+    "iris",
+)
+SKLEARN_DATASETS = ("breast_cancer", "wine", "iris", "diabetes", "digits", "linnerud")
+SYNTHETIC = ("make_regression", "make_classification")
+KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+CLASSIFICATION_METRICS = ("accuracy", "roc_auc", "f1", "precision", "recall", "log_loss", "balanced_accuracy")
+REGRESSION_METRICS = ("mae", "rmse", "mse", "r2")
+
+Scalar = Union[int, float, str, bool, None]
+
+
+def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the nearest choice, or ``""``."""
+    lower = {c.lower(): c for c in choices}
+    hits = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
+    return f" (did you mean '{lower[hits[0]]}'?)" if hits else ""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+# ----------------------------------------------------------------------------- data
+class CsvOptions(_Section):
+    """How to read a CSV file (``pandas.read_csv`` arguments)."""
+
+    header: int | Literal["infer"] | None = "infer"
+    sep: str = ","
+    names: list[str] | None = None
+    na_values: list[str] | None = None
+
+
+class DataSpec(_Section):
+    """Where the rows come from and which column(s) to predict."""
+
+    source: str
+    target: int | str | list[int | str] | None = None
+    drop: list[int | str] = Field(default_factory=list)
+    task: Task = "auto"
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    params: dict[str, Any] = Field(default_factory=dict)
+    max_rows: int | None = Field(default=None, gt=0)
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, v: str) -> str:
+        if v in NAMED_DATASETS:
+            return v
+        if ":" in v and not re.match(r"^(https?|file)://", v) and not re.match(r"^[A-Za-z]:[\\/]", v):
+            kind, _, name = v.partition(":")
+            table = {"sklearn": SKLEARN_DATASETS, "keras": KERAS_DATASETS}
+            if kind not in table:
+                raise ValueError(f"must start with 'sklearn:' or 'keras:', got '{kind}:'{suggest(kind, list(table))}")
+            if name not in table[kind]:
+                raise ValueError(
+                    f"must be one of {', '.join(kind + ':' + n for n in table[kind])}, got '{v}'"
+                    f"{suggest(name, table[kind])}"
+                )
+            return v
+        if v in SYNTHETIC:
+            return v
+        if re.match(r"^https?://", v) or v.lower().endswith((".csv", ".csv.gz", ".txt", ".data")) or "/" in v:
+            return v
+        choices = list(NAMED_DATASETS) + list(SYNTHETIC)
+        raise ValueError(
+            "must be a named dataset (" + ", ".join(NAMED_DATASETS) + "), a CSV path or URL, "
+            "'sklearn:NAME', 'keras:NAME' or a generator (make_regression, make_classification); "
+            f"got '{v}'{suggest(v, choices)}"
+        )
+
+    @property
+    def kind(self) -> Literal["named", "sklearn", "keras", "synthetic", "csv"]:
+        """Which loader reads this source."""
+        if self.source in NAMED_DATASETS:
+            return "named"
+        if self.source in SYNTHETIC:
+            return "synthetic"
+        if self.source.startswith("sklearn:"):
+            return "sklearn"
+        if self.source.startswith("keras:"):
+            return "keras"
+        return "csv"
+
+
+# ----------------------------------------------------------------------------- preprocessing
+class ImageSpec(_Section):
+    """Pixel scaling and shape for image data."""
+
+    rescale: float | None = None
+    flatten: bool = False
+    reshape: list[int] | None = None
+
+
+class TargetSpec(_Section):
+    """How the target is encoded for training (and decoded for predictions)."""
+
+    onehot: bool = False
+    transform: Literal["none", "log", "standard", "minmax"] = "none"
+
+
+class PreprocessingSpec(_Section):
+    """Feature and target preprocessing; every step is fit on training rows only."""
+
+    scaling: Literal["standard", "minmax", "robust", "power", "none"] = "standard"
+    categorical: Literal["auto", "none"] | list[int | str] = "auto"
+    impute: Literal["none", "mean", "median", "most_frequent"] = "none"
+    image: ImageSpec = Field(default_factory=ImageSpec)
+    target: TargetSpec = Field(default_factory=TargetSpec)
+
+
+# ----------------------------------------------------------------------------- model
+def _named_entry(v: Any, what: str) -> tuple[str, dict[str, Any]]:
+    """Normalise ``"Name"`` or ``{"Name": {args}}`` to ``(name, args)``."""
+    if isinstance(v, str):
+        return v, {}
+    if isinstance(v, dict) and len(v) == 1:
+        name, args = next(iter(v.items()))
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise ValueError(f"the arguments of {what} '{name}' must be a mapping, got {type(args).__name__}")
+        return str(name), dict(args)
+    raise ValueError(f"must be a {what} name or a one-key mapping {{Name: {{args}}}}, got {v!r}")
+
+
+class ModelSpec(_Section):
+    """The layer stack: an ordered list of ``{LayerClass: {constructor args}}``."""
+
+    layers: list[dict[str, dict[str, Any]]] = Field(min_length=1)
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _normalise(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        out: list[Any] = []
+        for entry in v:
+            try:
+                name, args = _named_entry(entry, "layer")
+            except ValueError:
+                out.append(entry)
+                continue
+            out.append({name: args})
+        return out
+
+    @property
+    def entries(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(class_name, args)`` of each layer, in order."""
+        return [next(iter(e.items())) for e in self.layers]
+
+
+class CompileSpec(_Section):
+    """Optimizer, loss and training metrics; ``None`` picks a default by task."""
+
+    optimizer: str | dict[str, dict[str, Any]] = "adam"
+    loss: str | dict[str, dict[str, Any]] | None = None
+    metrics: list[str] | None = None
+
+    @field_validator("optimizer", "loss", mode="before")
+    @classmethod
+    def _normalise(cls, v: Any) -> Any:
+        if isinstance(v, dict) and len(v) == 1:
+            name, args = next(iter(v.items()))
+            return {str(name): dict(args or {})}
+        return v
+
+    @property
+    def optimizer_entry(self) -> tuple[str, dict[str, Any]]:
+        """``(name, args)`` of the optimizer."""
+        return _named_entry(self.optimizer, "optimizer")
+
+    @property
+    def loss_entry(self) -> tuple[str, dict[str, Any]] | None:
+        """``(name, args)`` of the loss, or ``None`` for the task default."""
+        return None if self.loss is None else _named_entry(self.loss, "loss")
+
+
+class TrainingSpec(_Section):
+    """``model.fit`` settings."""
+
+    batch_size: int = Field(default=32, gt=0)
+    epochs: int = Field(default=10, gt=0)
+    shuffle: bool = True
+    class_weight: Literal["balanced"] | dict[int | str, float] | None = None
+    callbacks: list[dict[str, dict[str, Any]]] = Field(default_factory=list)
+    verbose: int = Field(default=0, ge=0, le=2)
+    steps_per_execution: int | Literal["auto"] = "auto"
+    checkpoint_every: int = Field(default=25, gt=0)
+
+    @field_validator("callbacks", mode="before")
+    @classmethod
+    def _normalise(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        out: list[Any] = []
+        for entry in v:
+            try:
+                name, args = _named_entry(entry, "callback")
+            except ValueError:
+                out.append(entry)
+                continue
+            out.append({name: args})
+        return out
+
+    @property
+    def callback_entries(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(class_name, args)`` of each callback."""
+        return [next(iter(e.items())) for e in self.callbacks]
+
+
+class EvaluationSpec(_Section):
+    """How held-out scores are obtained."""
+
+    mode: Mode = "split"
+    test_size: float = Field(default=0.33, gt=0.0, lt=1.0)
+    validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
+    stratify: bool | None = None
+    folds: int = Field(default=10, ge=2)
+    repeats: int = Field(default=1, ge=1)
+    shuffle: bool = True
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    metrics: list[str] | None = None
+    split_seed: int | None = None
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> EvaluationSpec:
+        if self.mode == "validation_split" and self.validation_split <= 0:
+            raise ValueError("mode 'validation_split' needs validation_split > 0 (e.g. 0.33)")
+        if self.mode in ("split", "validation_split", "none", "kfold") and self.repeats > 1:
+            better = "repeated_kfold" if self.mode == "kfold" else "repeated_split"
+            raise ValueError(f"repeats={self.repeats} needs mode '{better}', got mode '{self.mode}'")
+        return self
+
+
+class RuntimeSpec(_Section):
+    """Where and how training runs."""
+
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    deterministic: bool = False
+    mixed_precision: bool = False
+    engine: Literal["auto", "stacked", "sequential"] = "auto"
+    executor: Literal["local", "ray"] = "local"
+    address: str | None = None
+    num_cpus: float = Field(default=1.0, gt=0)
+    num_gpus: float = Field(default=0.0, ge=0)
+    max_retries: int = Field(default=2, ge=0)
+    memory_budget_mb: float = Field(default=1024.0, gt=0)
+    max_models_per_chunk: int | None = Field(default=None, gt=0)
+
+
+class SweepSpec(_Section):
+    """A grid of overrides: ``{dotted.path: [values]}``; every combination runs."""
+
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class Spec(_Section):
+    """A whole experiment."""
+
+    name: str = Field(default="experiment", pattern=r"^[A-Za-z0-9_.\-]+$")
+    seed: int = 42
+    output_dir: str = "outputs"
+    data: DataSpec
+    preprocessing: PreprocessingSpec = Field(default_factory=PreprocessingSpec)
+    model: ModelSpec
+    compile: CompileSpec = Field(default_factory=CompileSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    sweep: SweepSpec | None = None
+
+    @property
+    def is_cv(self) -> bool:
+        """Whether the evaluation mode is one of the resampling modes of ``dlrun cv``."""
+        return self.evaluation.mode in CV_MODES
+
+
+# ----------------------------------------------------------------------------- name checks
+def _check_names(spec: Spec) -> list[tuple[str, str]]:
+    """Check Keras class names against the static tables (no Keras import)."""
+    problems: list[tuple[str, str]] = []
+    for i, (name, args) in enumerate(spec.model.entries):
+        path = f"model.layers[{i}]"
+        if name not in kn.LAYERS:
+            problems.append((f"{path}.{name}", f"unknown Keras layer '{name}'{suggest(name, kn.LAYERS)}"))
+            continue
+        for key, val in args.items():
+            problems += _check_nested(f"{path}.{name}.{key}", key, val)
+        if name == "Dense" and "units" not in args:
+            problems.append((f"{path}.Dense.units", "is required: the number of output units, e.g. units: 64"))
+        if "input_shape" in args or "batch_input_shape" in args:
+            problems.append((f"{path}.{name}", "input_shape comes from the data; remove it"))
+    opt, _ = spec.compile.optimizer_entry
+    if opt.lower() not in {o.lower() for o in kn.OPTIMIZERS}:
+        problems.append(("compile.optimizer", f"unknown optimizer '{opt}'{suggest(opt, kn.OPTIMIZERS)}"))
+    loss = spec.compile.loss_entry
+    if loss is not None and loss[0] not in kn.LOSSES:
+        problems.append(("compile.loss", f"unknown loss '{loss[0]}'{suggest(loss[0], kn.LOSSES)}"))
+    for j, m in enumerate(spec.compile.metrics or []):
+        if m not in kn.METRICS:
+            problems.append((f"compile.metrics[{j}]", f"unknown Keras metric '{m}'{suggest(m, kn.METRICS)}"))
+    for j, (name, _) in enumerate(spec.training.callback_entries):
+        if name not in kn.CALLBACKS:
+            problems.append(
+                (f"training.callbacks[{j}].{name}", f"unknown callback '{name}'{suggest(name, kn.CALLBACKS)}")
+            )
+    valid = CLASSIFICATION_METRICS + REGRESSION_METRICS
+    for j, m in enumerate(spec.evaluation.metrics or []):
+        if m not in valid:
+            problems.append((f"evaluation.metrics[{j}]", f"must be one of {', '.join(valid)}, got '{m}'{suggest(m, valid)}"))
+    if spec.sweep is not None:
+        for key in spec.sweep.grid:
+            if not spec.sweep.grid[key]:
+                problems.append((f"sweep.grid.{key}", "needs at least one value"))
+    return problems
+
+
+_NESTED_TABLES = {
+    "initializer": kn.INITIALIZERS,
+    "regularizer": kn.REGULARIZERS,
+    "constraint": kn.CONSTRAINTS,
+    "activation": kn.ACTIVATIONS,
+}
+
+
+def _check_nested(path: str, key: str, val: Any) -> list[tuple[str, str]]:
+    """Check an initializer/regularizer/constraint/activation argument by its key's suffix."""
+    kind = next((k for k in _NESTED_TABLES if key.endswith(k)), None)
+    if kind is None or val is None:
+        return []
+    table = _NESTED_TABLES[kind]
+    if isinstance(val, str):
+        name = val
+    elif isinstance(val, dict) and len(val) == 1:
+        name = str(next(iter(val)))
+        if kind == "activation":
+            return [(path, f"must be an activation name, got a mapping {val!r}")]
+    elif isinstance(val, (int, float)) and kind == "regularizer":
+        return [(path, f"must be a regularizer name or {{L2: {{l2: {val}}}}}, got {val!r}")]
+    else:
+        return [(path, f"must be a {kind} name or a one-key mapping {{Name: {{args}}}}, got {val!r}")]
+    known = {t.lower().replace("_", "") for t in table}
+    if name.lower().replace("_", "") not in known:
+        return [(path, f"unknown {kind} '{name}'{suggest(name, table)}")]
+    return []
+
+
+# ----------------------------------------------------------------------------- loading
+def _fmt_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """Field names of the spec section that ``loc`` (the parent of a bad key) points into."""
+    cls: Any = Spec
+    for part in loc:
+        if isinstance(part, int) or cls is None:
+            continue
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        cls = next(
+            (a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)),
+            None,
+        )
+    return list(getattr(cls, "model_fields", {})) if cls is not None else []
+
+
+def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        path = _fmt_loc(loc)
+        typ = e["type"]
+        given = e.get("input")
+        if typ == "extra_forbidden":
+            name = str(loc[-1])
+            fields = _fields_at(loc[:-1])
+            hint = suggest(name, fields)
+            valid = f"; valid keys: {', '.join(fields)}" if fields and not hint else ""
+            problems.append((path, f"unknown key '{name}'{hint}{valid}"))
+        elif typ == "missing":
+            problems.append((path, "is required"))
+        elif typ in ("literal_error",):
+            exp = e.get("ctx", {}).get("expected", "")
+            choices = re.findall(r"'([^']+)'", exp)
+            problems.append((path, f"must be one of {exp}, got {given!r}{suggest(str(given), choices)}"))
+        elif typ in ("value_error", "assertion_error"):
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            problems.append((path, msg))
+        else:
+            problems.append((path, f"{e['msg'][0].lower()}{e['msg'][1:]}, got {given!r}"))
+    # pydantic reports each alternative of a union; keep one line per path and message
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for p in problems:
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    return _collapse_unions(unique)
+
+
+def _collapse_unions(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Where a union produced several lines for one path, keep the most informative."""
+    by_path: dict[str, list[str]] = {}
+    for path, msg in problems:
+        by_path.setdefault(path, []).append(msg)
+    out: list[tuple[str, str]] = []
+    done: set[str] = set()
+    for path, _ in problems:
+        if path in done:
+            continue
+        done.add(path)
+        msgs = by_path[path]
+        if len(msgs) == 1:
+            out.append((path, msgs[0]))
+        else:
+            out.append((path, " or ".join(dict.fromkeys(m.split(", got ")[0] for m in msgs)) + _got(msgs)))
+    return out
+
+
+def _got(msgs: list[str]) -> str:
+    for m in msgs:
+        if ", got " in m:
+            return ", got " + m.split(", got ", 1)[1]
+    return ""
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``key.path=value``; the value is read as YAML (``0.01``, ``[1, 2]``, ``true``)."""
+    if "=" not in text:
+        raise SpecError([("--set", f"must look like key.path=value, got '{text}'")])
+    key, _, raw = text.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``raw[a][b][2][c] = value`` for ``key = 'a.b[2].c'``, creating mappings as needed.
+
+    Where a step names the key of a one-key mapping list entry (``compile.optimizer.SGD``)
+    the path walks into it, so ``compile.optimizer.SGD.learning_rate=0.1`` works.
+    """
+    parts: list[str | int] = [m.group(1) if m.group(1) is not None else int(m.group(2)) for m in _TOKEN.finditer(key)]
+    if not parts:
+        raise SpecError([("--set", f"empty key in '{key}'")])
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise SpecError([(key, f"index [{part}] is out of range")])
+            node = node[part]
+            continue
+        if isinstance(node, str) and isinstance(nxt, str):
+            node = None
+        if not isinstance(node, dict):
+            raise SpecError([(key, f"cannot set '{part}' inside a {type(node).__name__}")])
+        child = node.get(part)
+        if isinstance(child, str) and child == nxt:
+            # "optimizer: sgd" overridden as optimizer.SGD.learning_rate
+            child = {child: {}}
+            node[part] = child
+        if isinstance(child, str) and i + 1 < len(parts) - 1:
+            child = {str(nxt): {}}
+            node[part] = child
+        if child is None:
+            child = [] if isinstance(nxt, int) else {}
+            node[part] = child
+        if isinstance(child, dict) and isinstance(nxt, str) and len(child) == 1 and nxt not in child:
+            only = next(iter(child))
+            if only.lower() == nxt.lower():
+                # same optimizer, different case: keep the user's spelling
+                child[nxt] = child.pop(only)
+            elif part in ("optimizer", "loss") and i + 1 < len(parts) - 1:
+                node[part] = child = {nxt: {}}
+        node = child
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise SpecError([(key, f"index [{last}] is out of range")])
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise SpecError([(key, f"cannot set '{last}' inside a {type(node).__name__}")])
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; malformed YAML is a SpecError with line and column."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError([("", f"config file not found: {p}")], source=str(p))
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([("", f"malformed YAML at {where}{problem}")], source=str(p)) from None
+    if not isinstance(data, dict):
+        raise SpecError([("", f"the file must hold a mapping of sections, got {type(data).__name__}")], source=str(p))
+    return data
+
+
+def validate(raw: dict[str, Any], source: str | None = None) -> Spec:
+    """Validate a raw mapping into a :class:`Spec`, reporting every problem at once.
+
+    Raises:
+        SpecError: With one ``(dotted.path, message)`` per problem.
+    """
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(_pydantic_problems(err), source=source) from None
+    problems = _check_names(spec)
+    if problems:
+        raise SpecError(problems, source=source)
+    return spec
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
+    """Read, override (``--set``) and validate a spec file."""
+    raw = read_yaml(path)
+    return validate(apply_overrides(raw, overrides or []), source=str(path))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``key=value`` applied."""
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        key, value = parse_override(text)
+        set_path(out, key, value)
+    return out
+
+
+def resolved_dict(spec: Spec) -> dict[str, Any]:
+    """The fully resolved spec (defaults filled in) as plain data for ``config.yaml``."""
+    return spec.model_dump(mode="json")
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the spec, for editors."""
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "dlrun experiment spec"
+    return schema
+
+
+AnnotatedSpec = Annotated[Spec, "dlrun spec"]

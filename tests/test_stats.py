@@ -1,0 +1,224 @@
+"""Statistics against hand computations and scipy on fixed numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from dlrun import stats
+from dlrun.errors import InputError
+
+# Fixed scores: mean 0.84, sum of squared deviations 0.004, so s² = 0.001 (ddof=1).
+X = [0.80, 0.82, 0.84, 0.86, 0.88]
+# Paired partner: d = X - B = [0.01, 0.02, 0.01, 0.03, 0.02], mean 0.018, s_d² = 280e-6 / 4 = 70e-6.
+B = [0.79, 0.80, 0.83, 0.83, 0.86]
+
+
+def test_describe_hand_values() -> None:
+    r = stats.describe(X)
+    assert r["n"] == 5 and r["n_nan"] == 0
+    assert r["mean"] == pytest.approx(0.84)
+    assert r["std"] == pytest.approx(math.sqrt(0.001))
+    assert r["se"] == pytest.approx(math.sqrt(0.001 / 5))
+    assert r["df"] == 4
+    assert r["min"] == pytest.approx(0.80) and r["max"] == pytest.approx(0.88)
+    half = 2.7764451051977987 * math.sqrt(0.0002)  # t_{0.975, 4} from tables
+    assert r["ci_low"] == pytest.approx(0.84 - half)
+    assert r["ci_high"] == pytest.approx(0.84 + half)
+    assert "5 values" in r["method"] and "ddof=1" in r["method"] and "95% Student-t interval with 4 df" in r["method"]
+
+
+def test_describe_matches_scipy_interval() -> None:
+    x = np.array([3.1, 2.7, 3.9, 3.3, 2.8, 3.0, 3.6])
+    for conf in (0.9, 0.95, 0.99):
+        r = stats.describe(x, confidence=conf)
+        lo, hi = sps.t.interval(conf, df=x.size - 1, loc=x.mean(), scale=sps.sem(x))
+        assert r["ci_low"] == pytest.approx(lo)
+        assert r["ci_high"] == pytest.approx(hi)
+        assert r["std"] == pytest.approx(np.std(x, ddof=1))
+        assert r["se"] == pytest.approx(sps.sem(x))
+
+
+def test_describe_single_value_is_null_not_nan() -> None:
+    r = stats.describe([0.7])
+    assert r["n"] == 1 and r["mean"] == pytest.approx(0.7)
+    for key in ("std", "se", "ci_low", "ci_high", "df"):
+        assert r[key] is None
+    assert "single value" in r["method"]
+    json.dumps(r, allow_nan=False)  # strict JSON: no NaN anywhere
+
+
+def test_describe_drops_and_counts_nan() -> None:
+    r = stats.describe([*X, float("nan"), float("nan")])
+    assert r["n"] == 5 and r["n_nan"] == 2
+    assert r["mean"] == pytest.approx(0.84)
+    assert "2 non-finite values" in r["method"]
+    allnan = stats.describe([float("nan")])
+    assert allnan["n"] == 0 and allnan["mean"] is None
+    json.dumps(allnan, allow_nan=False)
+
+
+def test_describe_zero_variance_gives_zero_width_interval() -> None:
+    r = stats.describe([0.5, 0.5, 0.5])
+    assert r["std"] == 0.0 and r["ci_low"] == 0.5 and r["ci_high"] == 0.5
+    assert "zero width" in r["method"]
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, 1.5, -0.1, "x"])
+def test_bad_confidence_is_input_error(bad: object) -> None:
+    with pytest.raises(InputError, match="confidence must be"):
+        stats.describe(X, confidence=bad)  # type: ignore[arg-type]
+
+
+def test_empty_values_is_input_error() -> None:
+    with pytest.raises(InputError, match="values must contain at least one value"):
+        stats.describe([])
+
+
+def test_nadeau_bengio_hand_values() -> None:
+    # J = 5, n_test/n_train = 20/80: factor 1/5 + 1/4 = 0.45, var = 0.45 * 0.001 = 0.00045.
+    r = stats.nadeau_bengio(X, n_train=80, n_test=20)
+    assert r["correction"] == pytest.approx(0.45)
+    assert r["se"] == pytest.approx(math.sqrt(0.00045))
+    assert r["std"] == pytest.approx(math.sqrt(0.001))  # plain sample std of the scores
+    half = sps.t.ppf(0.975, 4) * math.sqrt(0.00045)
+    assert r["ci_low"] == pytest.approx(0.84 - half)
+    assert r["ci_high"] == pytest.approx(0.84 + half)
+    assert "Nadeau & Bengio (2003)" in r["method"]
+    assert r["n_train"] == 80.0 and r["n_test"] == 20.0
+
+
+def test_nadeau_bengio_accepts_float_sizes_and_is_wider_than_naive() -> None:
+    r = stats.nadeau_bengio(X, n_train=83.3, n_test=20.8)
+    naive = stats.describe(X)
+    assert r["correction"] == pytest.approx(0.2 + 20.8 / 83.3)
+    assert r["ci_high"] - r["ci_low"] > naive["ci_high"] - naive["ci_low"]
+
+
+def test_nadeau_bengio_rejects_bad_sizes_and_handles_one_value() -> None:
+    with pytest.raises(InputError, match="n_train must be a positive number"):
+        stats.nadeau_bengio(X, n_train=0, n_test=20)
+    r = stats.nadeau_bengio([0.8], n_train=80, n_test=20)
+    assert r["se"] is None and r["correction"] is None
+    json.dumps(r, allow_nan=False)
+
+
+def _scores() -> pd.DataFrame:
+    # 2 repeats x 5 folds; repeat 0 = X, repeat 1 = B.
+    return pd.DataFrame({"repeat": [0] * 5 + [1] * 5, "fold": list(range(5)) * 2, "accuracy": X + B})
+
+
+def test_summarize_metric_repeated_kfold() -> None:
+    s = _scores()
+    r = stats.summarize_metric(s, "accuracy", repeats=2, n_train=80, n_test=20, confidence=0.95, mode="repeated_kfold")
+    assert set(r) == {"folds", "repeats", "corrected", "headline", "headline_text"}
+    assert r["headline"] == "corrected"
+    assert r["folds"]["n"] == 10
+    assert r["repeats"]["n"] == 2
+    assert r["repeats"]["mean"] == pytest.approx(np.mean([np.mean(X), np.mean(B)]))
+    assert r["corrected"]["correction"] == pytest.approx(0.1 + 0.25)
+    assert "Nadeau–Bengio corrected interval over 2×5 folds" in r["headline_text"]
+    assert r["headline_text"].startswith("accuracy ")
+    json.dumps(r, allow_nan=False)
+
+
+def test_summarize_metric_kfold_single_repeat() -> None:
+    s = _scores().query("repeat == 0")
+    r = stats.summarize_metric(s, "accuracy", repeats=1, n_train=80, n_test=20, confidence=0.95, mode="kfold")
+    assert r["repeats"] is None and r["headline"] == "corrected"
+    assert "over 5 folds" in r["headline_text"]
+
+
+def test_summarize_metric_repeated_split_has_no_correction() -> None:
+    s = pd.DataFrame({"repeat": range(5), "fold": [0] * 5, "accuracy": X})
+    r = stats.summarize_metric(s, "accuracy", repeats=5, n_train=80, n_test=20, confidence=0.95, mode="repeated_split")
+    assert r["corrected"] is None and r["headline"] == "folds"
+    assert "seeds on one fixed split" in r["headline_text"]
+
+
+def test_summarize_metric_bad_input() -> None:
+    with pytest.raises(InputError, match="missing 'f1'"):
+        stats.summarize_metric(_scores(), "f1", repeats=2, n_train=8, n_test=2, confidence=0.95, mode="kfold")
+    with pytest.raises(InputError, match="mode must be one of"):
+        stats.summarize_metric(_scores(), "accuracy", repeats=2, n_train=8, n_test=2, confidence=0.95, mode="x")
+
+
+def test_corrected_paired_ttest_against_direct_computation() -> None:
+    r = stats.corrected_paired_ttest(X, B, n_train=80, n_test=20)
+    se = math.sqrt(0.45 * 70e-6)  # (1/5 + 20/80) * s_d²
+    t = 0.018 / se
+    assert r["mean_diff"] == pytest.approx(0.018)
+    assert r["std_diff"] == pytest.approx(math.sqrt(70e-6))
+    assert r["se"] == pytest.approx(se)
+    assert r["t"] == pytest.approx(t)
+    assert r["df"] == 4
+    assert r["p"] == pytest.approx(2 * sps.t.sf(t, 4))
+    half = sps.t.ppf(0.975, 4) * se
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((0.018 - half, 0.018 + half))
+    # The correction shrinks the naive paired t (scipy.ttest_rel) by sqrt((1/J) / (1/J + n_test/n_train)).
+    naive = sps.ttest_rel(X, B)
+    assert r["t"] == pytest.approx(naive.statistic * math.sqrt(0.2 / 0.45))
+    assert "Nadeau & Bengio (2003)" in r["method"] and r["note"] is None
+
+
+def test_corrected_paired_ttest_zero_variance_guard() -> None:
+    same = stats.corrected_paired_ttest(X, X, n_train=80, n_test=20)
+    assert same["p"] == 1.0 and same["t"] is None and "p set to 1" in same["note"]
+    shifted = stats.corrected_paired_ttest([1.0, 2.0, 3.0], [0.5, 1.5, 2.5], n_train=80, n_test=20)
+    assert shifted["p"] == 0.0 and "p set to 0" in shifted["note"]
+    json.dumps(same, allow_nan=False)
+
+
+def test_corrected_paired_ttest_bad_input() -> None:
+    with pytest.raises(InputError, match="same length"):
+        stats.corrected_paired_ttest(X, B[:3], n_train=80, n_test=20)
+    with pytest.raises(InputError, match="at least 2"):
+        stats.corrected_paired_ttest([0.1, float("nan")], [0.2, 0.3], n_train=80, n_test=20)
+
+
+def test_paired_ttest_matches_scipy() -> None:
+    r = stats.paired_ttest(X, B)
+    ref = sps.ttest_rel(X, B)
+    assert r["t"] == pytest.approx(ref.statistic) and r["p"] == pytest.approx(ref.pvalue)
+
+
+def test_welch_against_scipy() -> None:
+    a = [0.81, 0.79, 0.85, 0.88, 0.83, 0.80]
+    b = [0.75, 0.78, 0.74, 0.80]
+    r = stats.welch_ttest(a, b, confidence=0.9)
+    ref = sps.ttest_ind(a, b, equal_var=False)
+    assert r["t"] == pytest.approx(ref.statistic)
+    assert r["p"] == pytest.approx(ref.pvalue)
+    assert r["df"] == pytest.approx(ref.df)
+    ci = ref.confidence_interval(0.9)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert r["mean_diff"] == pytest.approx(np.mean(a) - np.mean(b))
+    # Welch–Satterthwaite df by hand.
+    va, vb = np.var(a, ddof=1) / 6, np.var(b, ddof=1) / 4
+    assert r["df"] == pytest.approx((va + vb) ** 2 / (va**2 / 5 + vb**2 / 3))
+    assert r["warning"].startswith("runs are not on identical splits")
+    assert r["n_a"] == 6 and r["n_b"] == 4
+
+
+def test_running_stats() -> None:
+    rs = stats.running_stats(X)
+    assert list(rs.columns) == ["n", "mean", "std", "se", "ci_low", "ci_high"]
+    assert list(rs["n"]) == [1, 2, 3, 4, 5]
+    assert rs["mean"].tolist() == pytest.approx([0.80, 0.81, 0.82, 0.83, 0.84])
+    assert np.isnan(rs["std"].iloc[0]) and np.isnan(rs["ci_low"].iloc[0])
+    last = stats.describe(X)
+    assert rs.iloc[-1]["std"] == pytest.approx(last["std"])
+    assert rs.iloc[-1]["ci_low"] == pytest.approx(last["ci_low"])
+    assert rs.iloc[1]["std"] == pytest.approx(np.std([0.80, 0.82], ddof=1))
+
+
+def test_format_helpers() -> None:
+    assert stats.format_number(-0.0001, 3) == "0.000"
+    assert stats.format_number(-0.02, 2, signed=True) == "\u22120.02"
+    assert stats.format_p(0.0004) == "p < 0.001"
+    assert stats.decimals_for(0.015) == 3
