@@ -157,7 +157,9 @@ class PlainReporter:
             )
 
     def finish(self) -> None:
-        self._line(f"{self.run}: finished in {fmt_duration(self.clock.elapsed())}")
+        if self.run:
+            self._line(f"{self.run}: finished in {fmt_duration(self.clock.elapsed())}")
+            self.run = ""
 
 
 class RichReporter:
@@ -218,3 +220,4 @@ class RichReporter:
     def finish(self) -> None:
         if self.task is not None:
             self.progress.stop()
+            self.task = None

@@ -59,10 +59,10 @@ class Prepared:
         return self.metrics[0]
 
 
-def prepare(spec: Spec, reporter: Reporter | None = None) -> Prepared:
-    """Load the data, resolve the task and make the folds (no TensorFlow needed)."""
+def prepare(spec: Spec, reporter: Reporter | None = None, data: Dataset | None = None) -> Prepared:
+    """Load the data (unless given), resolve the task and make the folds (no TensorFlow needed)."""
     reporter = reporter or NullReporter()
-    data = load_dataset(spec.data, seed=spec.seed)
+    data = data if data is not None else load_dataset(spec.data, seed=spec.seed)
     task = data.task
     if data.task_inferred:
         reporter.note(f"task: {task} (inferred from the target; set data.task to override)")
@@ -340,6 +340,8 @@ def run_cv(
                     )
                     reporter.model_done(fold.key, _main_scores(prep, part), float(part["scores"]["seconds"]))
                 reporter.finish()
+            if engine_name == "none":
+                engine_name = str(state.get("engine") or next(iter(parts.values()))["scores"].get("engine", "none"))
             summary = assemble_cv(prep, writer, parts, engine_name)
     except (KeyboardInterrupt, Interrupted) as exc:
         reporter.finish()
@@ -441,7 +443,7 @@ def assemble_cv(
         summary["metrics"][m] = stats.summarize_metric(scores, m, **kw)
         summary["metrics"][m]["higher_is_better"] = HIGHER_IS_BETTER[m]
         summary["baseline"]["metrics"][m] = stats.summarize_metric(
-            scores.rename(columns={f"baseline_{m}": m})[["repeat", "fold", m]], m, **kw
+            scores[["repeat", "fold"]].assign(**{m: scores[f"baseline_{m}"]}), m, **kw
         )
         summary["train_metrics"][m] = stats.describe(scores[f"train_{m}"].to_numpy(), ev.confidence)
     main = summary["metrics"][prep.main_metric]

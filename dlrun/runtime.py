@@ -22,6 +22,30 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
+def import_tensorflow() -> Any:
+    """Import TensorFlow with its C++ start-up lines (CUDA probing, absl) kept off stderr."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    quiet_tensorflow()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe prints here too
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    tf.get_logger().setLevel("ERROR")
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    return tf
+
+
 def setup(rt: RuntimeSpec) -> dict[str, Any]:
     """Apply the runtime section once per process; return what was chosen.
 
@@ -31,9 +55,8 @@ def setup(rt: RuntimeSpec) -> dict[str, Any]:
     key = f"{rt.device}:{rt.deterministic}:{rt.mixed_precision}"
     if _DONE.get("key") == key:
         return dict(_DONE["info"])
-    quiet_tensorflow()
+    tf = import_tensorflow()
     import keras
-    import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if rt.device == "gpu" and not gpus:

@@ -22,6 +22,10 @@ cons = names(keras.constraints, keras.constraints.Constraint)
 con_fns = [n for n in dir(keras.constraints) if not n.startswith("_") and n[0].islower() and n not in ("get","serialize","deserialize")]
 acts = [n for n in dir(keras.activations) if not n.startswith("_") and n not in ("get","serialize","deserialize")]
 cbs = names(keras.callbacks, keras.callbacks.Callback)
+from keras.src import initializers as _i, regularizers as _r, constraints as _c, losses as _l, metrics as _m, optimizers as _o, activations as _a
+inits += list(_i.ALL_OBJECTS_DICT); regs += list(_r.ALL_OBJECTS_DICT); cons += list(_c.ALL_OBJECTS_DICT)
+losses += list(_l.ALL_OBJECTS_DICT); metrics_cls += list(_m.ALL_OBJECTS_DICT); opts += list(_o.ALL_OBJECTS_DICT)
+acts += list(getattr(_a, "ALL_OBJECTS_DICT", {}))
 def fmt(name, items):
     items = sorted(set(items))
     body = "".join(f'    "{i}",\n' for i in items)
@@ -37,4 +41,5 @@ src += fmt("REGULARIZERS", regs + reg_fns)
 src += fmt("CONSTRAINTS", cons + con_fns)
 src += fmt("ACTIVATIONS", acts + ["linear"])
 src += fmt("CALLBACKS", cbs)
-open("dlrun/_keras_names.py","w").write(src.rstrip()+"\n")
+import sys
+open(sys.argv[1] if len(sys.argv) > 1 else "dlrun/_keras_names.py","w").write(src.rstrip()+"\n")
