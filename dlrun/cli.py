@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,8 +19,8 @@ from rich.console import Console
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from dlrun import __version__  # noqa: E402
-from dlrun.errors import DlrunError, InputError  # noqa: E402
+from dlrun import __version__
+from dlrun.errors import DlrunError, InputError
 
 app = typer.Typer(
     name="dlrun",
@@ -36,10 +36,10 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", help="Override a spec field: key.path=value (repeatable), validated like the file."),
 ]
-OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: OUTPUT_DIR/NAME/TIMESTAMP).")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Run directory (default: OUTPUT_DIR/NAME/TIMESTAMP).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out, skipping what is finished.")]
 LogEveryOpt = Annotated[
     int, typer.Option("--log-every", help="When stdout is not a terminal: a line every N epochs (0: per fold only).")
@@ -115,7 +115,9 @@ def train(
     out_dir: OutOpt = None,
     sets: SetOpt = None,
     resume: ResumeOpt = False,
-    smoothing: Annotated[float, typer.Option("--smoothing", help="Exponential smoothing of plotted curves (0-0.99).")] = 0.0,
+    smoothing: Annotated[
+        float, typer.Option("--smoothing", help="Exponential smoothing of plotted curves (0-0.99).")
+    ] = 0.0,
     log_every: LogEveryOpt = 1,
 ) -> None:
     """Train one model (split, validation_split or none) and write every output."""
@@ -131,6 +133,204 @@ def train(
     _print_summary(outcome.summary, outcome.path)
 
 
+ExecutorOpt = Annotated[str | None, typer.Option("--executor", help="local or ray (overrides runtime.executor).")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster address to join (ray start --head).")]
+FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failure.")]
+
+
+def _runtime_sets(executor: str | None, address: str | None) -> list[str]:
+    extra = []
+    if executor:
+        extra.append(f"runtime.executor={executor}")
+    if address:
+        extra.append(f"runtime.address={address}")
+    return extra
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="The YAML spec (its sweep.grid, if any, is used too).")],
+    grid: Annotated[
+        list[str] | None, typer.Option("--grid", help="key.path=v1,v2,... (repeatable); every combination runs.")
+    ] = None,
+    out_dir: OutOpt = None,
+    sets: SetOpt = None,
+    resume: ResumeOpt = False,
+    fail_fast: FailFastOpt = False,
+    log_every: LogEveryOpt = 1,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Run every combination of a grid with the config's own mode; write sweep.csv and plots."""
+    from dlrun import report
+    from dlrun.runner import execute
+    from dlrun.runtime import quiet_tensorflow
+    from dlrun.sweep import expand, run_sweep
+
+    base, points = expand(config, list(sets or []) + _runtime_sets(executor, address), list(grid or []))
+    quiet_tensorflow()
+    if resume:
+        if out_dir is None or not out_dir.is_dir():
+            raise InputError("--resume needs --out SWEEP_DIR: the sweep folder to continue")
+        sweep_dir = out_dir
+    elif out_dir is not None:
+        if any(out_dir.glob("*/" + report.STATE)):
+            raise InputError(f"--out '{out_dir}' already holds a sweep; add --resume to continue it")
+        sweep_dir = out_dir
+    else:
+        sweep_dir = report.new_run_dir(base.output_dir, f"{base.name}_sweep")
+    reporter = _reporter(log_every)
+    out.print(f"sweep of {len(points)} point(s) into {sweep_dir}", markup=False)
+    if base.runtime.executor == "ray":
+        from dlrun.distributed import run_points_ray
+
+        table = run_points_ray(base, points, sweep_dir, resume=resume, note=reporter.note)
+    else:
+        table = run_sweep(
+            base,
+            points,
+            sweep_dir,
+            lambda p, path, res: execute(p.spec, path, reporter, argv=sys.argv).summary,
+            resume=resume,
+            fail_fast=fail_fast,
+            note=reporter.note,
+        )
+    main = str(table["main_metric"].dropna().iloc[0]) if "main_metric" in table and table["main_metric"].notna().any() else ""
+    keys = list(points[0].overrides) if points else []
+    shown = [*keys, *[c for c in (f"{main}_mean", f"{main}_ci_low", f"{main}_ci_high", "status", "duration_s") if c in table]]
+    _print_frame(table, shown, f"sweep: {sweep_dir}")
+    failed = int((table.get("status") != "finished").sum()) if "status" in table else 0
+    if failed:
+        err.print(f"{failed} point(s) did not finish", markup=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def batch(
+    configs: Annotated[list[str], typer.Argument(help="YAML specs and globs (configs/*.yaml).")],
+    out_dir: OutOpt = None,
+    sets: SetOpt = None,
+    resume: ResumeOpt = False,
+    fail_fast: FailFastOpt = False,
+    log_every: LogEveryOpt = 1,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Run configs in turn (train or cv by their mode); go on after a failure; exit 1 if any failed."""
+    from dlrun import report
+    from dlrun.batch import expand_configs, run_batch
+    from dlrun.runner import execute
+    from dlrun.runtime import quiet_tensorflow
+    from dlrun.spec import load_spec
+
+    paths = expand_configs(configs)
+    extra = list(sets or []) + _runtime_sets(executor, address)
+    quiet_tensorflow()
+    if resume and (out_dir is None or not out_dir.is_dir()):
+        raise InputError("--resume needs --out BATCH_DIR: the batch folder to continue")
+    batch_dir = out_dir or report.new_run_dir("outputs", "batch")
+    reporter = _reporter(log_every)
+    reporter.note(f"batch of {len(paths)} config(s) into {batch_dir}")
+
+    def run_one(config: Path, path: Path, res: bool) -> dict[str, Any]:
+        spec = load_spec(config, extra)
+        return execute(spec, path, reporter, argv=sys.argv).summary
+
+    if executor == "ray" or (extra and "runtime.executor=ray" in extra):
+        from dlrun.distributed import run_batch_ray
+
+        items = run_batch_ray(paths, batch_dir, extra, resume=resume, fail_fast=fail_fast, note=reporter.note)
+    else:
+        items = run_batch(paths, batch_dir, run_one, resume=resume, fail_fast=fail_fast, note=reporter.note)
+    import pandas as pd
+
+    table = pd.DataFrame(
+        [
+            {
+                "config": str(i.config),
+                "status": i.status,
+                "seconds": round(i.seconds, 1),
+                "result / error": i.error or i.headline,
+            }
+            for i in items
+        ]
+    )
+    _print_frame(table, list(table.columns), f"batch: {batch_dir}")
+    if any(i.status != "finished" for i in items):
+        raise typer.Exit(1)
+
+
+def _print_frame(df: Any, cols: list[str], title: str) -> None:
+    from dlrun.render import frame_table
+
+    table = frame_table(df[cols] if cols else df, title=title)
+    if sys.stdout.isatty():
+        out.print(table)
+    else:
+        Console(file=sys.stdout, width=160, color_system=None, force_terminal=False).print(table)
+
+
+@app.command()
+def status(
+    directory: Annotated[Path, typer.Argument(help="A run directory or a folder of runs.")] = Path("outputs"),
+) -> None:
+    """Show each run's state, progress and ETA (works while a nohup job is still running)."""
+    import pandas as pd
+
+    from dlrun.index import find_runs, status_rows
+
+    runs = find_runs(directory)
+    if not runs:
+        out.print(f"no runs under {directory}", markup=False)
+        return
+    _print_frame(pd.DataFrame(status_rows(runs, directory)), [], f"runs under {directory}")
+
+
+@app.command()
+def runs(
+    directory: Annotated[Path, typer.Argument(help="Folder to search for runs.")] = Path("outputs"),
+    csv: Annotated[Path | None, typer.Option("--csv", help="Export the table to this CSV.")] = None,
+) -> None:
+    """List runs: name, mode, main metric with its interval, status, duration, start time."""
+    import pandas as pd
+
+    from dlrun.index import find_runs, runs_rows
+
+    found = find_runs(directory)
+    df = pd.DataFrame(runs_rows(found, directory))
+    if csv:
+        from dlrun.report import write_csv
+
+        write_csv(csv, df)
+    if df.empty:
+        out.print(f"no runs under {directory}", markup=False)
+        return
+    _print_frame(df, [], f"{len(df)} run(s) under {directory}")
+
+
+@app.command()
+def clean(
+    directory: Annotated[Path, typer.Argument(help="Folder to search for runs.")] = Path("outputs"),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove failed, interrupted or dead runs (asks first)."""
+    import shutil
+
+    from dlrun.index import cleanable, find_runs
+
+    victims = cleanable(find_runs(directory))
+    if not victims:
+        out.print("nothing to clean", markup=False)
+        return
+    for r in victims:
+        out.print(f"{r.status:12s} {r.path}", markup=False)
+    if not yes and not typer.confirm(f"remove these {len(victims)} run(s)?", default=False):
+        raise typer.Exit(1)
+    for r in victims:
+        shutil.rmtree(r.path)
+    out.print(f"removed {len(victims)} run(s)", markup=False)
+
+
 @app.command()
 def cv(
     config: Annotated[Path, typer.Argument(help="The YAML spec.")],
@@ -138,24 +338,22 @@ def cv(
     sets: SetOpt = None,
     resume: ResumeOpt = False,
     engine: Annotated[
-        Optional[str], typer.Option("--engine", help="auto, stacked or sequential (overrides runtime.engine).")
+        str | None, typer.Option("--engine", help="auto, stacked or sequential (overrides runtime.engine).")
     ] = None,
     log_every: LogEveryOpt = 1,
-    executor: Annotated[Optional[str], typer.Option("--executor", help="local or ray (overrides runtime.executor).")] = None,
-    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address to join.")] = None,
+    executor: Annotated[
+        str | None, typer.Option("--executor", help="local or ray (overrides runtime.executor).")
+    ] = None,
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address to join.")] = None,
 ) -> None:
     """Cross-validate (kfold, repeated_kfold, repeated_split) with statistics and plots."""
     from dlrun.locking import RunLock
     from dlrun.runner import run_cv
     from dlrun.runtime import quiet_tensorflow
 
-    extra = list(sets or [])
+    extra = list(sets or []) + _runtime_sets(executor, address)
     if engine:
         extra.append(f"runtime.engine={engine}")
-    if executor:
-        extra.append(f"runtime.executor={executor}")
-    if address:
-        extra.append(f"runtime.address={address}")
     spec = _load(config, extra)
     quiet_tensorflow()
     path = _run_dir(spec, out_dir, resume)
@@ -212,7 +410,7 @@ def validate(
 
 @app.command()
 def schema(
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Print the JSON Schema of the spec (for editor completion and checks)."""
     from dlrun.spec import json_schema
@@ -242,7 +440,7 @@ def datasets() -> None:
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A `dlrun train` run directory.")],
     input_csv: Annotated[Path, typer.Argument(help="Rows to predict: training layout or features only.")],
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write predictions here (default: stdout).")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write predictions here (default: stdout).")] = None,
 ) -> None:
     """Predict rows with a trained run's model and preprocessing; labels map back to their original form."""
     from dlrun.predict import predict_file
@@ -262,9 +460,9 @@ def predict(
 @app.command()
 def compare(
     runs: Annotated[list[str], typer.Argument(help="Run directories or globs (outputs/sonar_*/*).")],
-    metric: Annotated[Optional[str], typer.Option("--metric", help="Metric to compare (default: the main one).")] = None,
-    csv: Annotated[Optional[Path], typer.Option("--csv", help="Write the table to this CSV.")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Save a plot of each run's mean and interval.")] = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="Metric to compare (default: the main one).")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write the table to this CSV.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Save a plot of each run's mean and interval.")] = None,
 ) -> None:
     """Compare runs; two runs on identical splits get the Nadeau–Bengio corrected paired t-test."""
     from dlrun import compare as cmp
@@ -297,7 +495,9 @@ def compare(
         fig = Figure(figsize=(7, 1.2 + 0.5 * len(result.table)))
         ax = fig.add_subplot(1, 1, 1)
         t = result.table
-        plots.compare_intervals(ax, list(t["run"]), list(t["mean"]), list(t["ci_low"]), list(t["ci_high"]), result.metric)
+        plots.compare_intervals(
+            ax, list(t["run"]), list(t["mean"]), list(t["ci_low"]), list(t["ci_high"]), result.metric
+        )
         save_figure(fig, plot)
         out.print(f"plot written to {plot}", markup=False)
 

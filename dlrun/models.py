@@ -185,10 +185,14 @@ def _canonical_optimizer(cfg: dict[str, Any]) -> dict[str, Any] | str:
             name = attr
             break
     if not cfg["config"]:
-        return name.lower() if name.lower() in ("sgd", "adam", "rmsprop", "adagrad", "adamw", "nadam", "adamax") else {
-            "class_name": name,
-            "config": {},
-        }
+        return (
+            name.lower()
+            if name.lower() in ("sgd", "adam", "rmsprop", "adagrad", "adamw", "nadam", "adamax")
+            else {
+                "class_name": name,
+                "config": {},
+            }
+        )
     return {"class_name": name, "config": cfg["config"]}
 
 
@@ -232,4 +236,6 @@ def compile_model(model: Any, cfg: CompileConfig, steps_per_execution: int = 1, 
 
 def summary_rows(model: Any) -> list[tuple[str, str, str, int]]:
     """``(name, class, output shape, params)`` of each layer, for ``dlrun validate``."""
-    return [(layer.name, type(layer).__name__, str(layer.output.shape), int(layer.count_params())) for layer in model.layers]
+    return [
+        (layer.name, type(layer).__name__, str(layer.output.shape), int(layer.count_params())) for layer in model.layers
+    ]

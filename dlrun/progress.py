@@ -195,9 +195,7 @@ class RichReporter:
         self.run = run
         self.clock.start(total_models, epochs, done_models)
         self.progress.start()
-        self.task = self.progress.add_task(
-            run, total=total_models * epochs, completed=done_models * epochs, info=""
-        )
+        self.task = self.progress.add_task(run, total=total_models * epochs, completed=done_models * epochs, info="")
 
     def epoch(self, event: EpochEvent) -> None:
         self.clock.models_in_flight = len(event.keys)

@@ -18,7 +18,9 @@ def _f(v: Any, digits: int = 4) -> str:
 def cv_summary_table(summary: dict[str, Any]) -> Table:
     """Every metric's headline estimate with its interval, beside the no-skill baseline."""
     conf = int(round(summary.get("confidence", 0.95) * 100))
-    table = Table(title=f"{summary['name']}: {summary['n_models']} models ({summary['mode']}, engine {summary['engine']})")
+    table = Table(
+        title=f"{summary['name']}: {summary['n_models']} models ({summary['mode']}, engine {summary['engine']})"
+    )
     for col in ("metric", "estimate", "n", "mean", "std", "se", f"{conf}% CI", "baseline mean"):
         table.add_column(col, justify="left" if col in ("metric", "estimate") else "right")
     for m, block in summary["metrics"].items():

@@ -21,7 +21,7 @@ import pandas as pd
 from dlrun import report, stats
 from dlrun.datasets import Dataset, load_dataset
 from dlrun.engines.base import FitJob, FitResult
-from dlrun.errors import InputError, Interrupted, RunError, SpecError
+from dlrun.errors import InputError, Interrupted, SpecError
 from dlrun.models import default_eval_metrics
 from dlrun.preprocessing import Preprocessor
 from dlrun.progress import NullReporter, Reporter
@@ -75,7 +75,9 @@ def prepare(spec: Spec, reporter: Reporter | None = None, data: Dataset | None =
     check_metrics(metrics, task)
     folds = make_folds(spec.evaluation, len(data.y), labels, task, spec.seed)
     prep = Prepared(spec, data, task, classes, folds, list(metrics))
-    probe = Preprocessor(spec.preprocessing, task).fit(_take(data.X, folds[0].train[:50]), data.y.iloc[folds[0].train[:50]], classes=classes)
+    probe = Preprocessor(spec.preprocessing, task).fit(
+        _take(data.X, folds[0].train[:50]), data.y.iloc[folds[0].train[:50]], classes=classes
+    )
     prep.input_shape = tuple(probe.input_shape)
     prep.n_outputs = int(probe.n_outputs)
     return prep
@@ -284,7 +286,9 @@ def _begin(spec: Spec, writer: report.RunWriter, command: str, total: int, argv:
 def _fail(writer: report.RunWriter, state: dict[str, Any], exc: BaseException) -> None:
     interrupted = isinstance(exc, (KeyboardInterrupt, Interrupted))
     state["status"] = "interrupted" if interrupted else "failed"
-    state["error"] = "stopped by a signal" if interrupted else str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    state["error"] = (
+        "stopped by a signal" if interrupted else str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    )
     state["ended"] = report.now_iso()
     writer.write_state(state)
     writer.append_progress({"event": state["status"], "error": state["error"]})
@@ -435,7 +439,11 @@ def assemble_cv(
         "metrics": {},
         "train_metrics": {},
         "baseline": {"model": baseline_name(prep.task), "metrics": {}},
-        "epochs": {"mean": float(scores["epochs"].mean()), "min": int(scores["epochs"].min()), "max": int(scores["epochs"].max())},
+        "epochs": {
+            "mean": float(scores["epochs"].mean()),
+            "min": int(scores["epochs"].min()),
+            "max": int(scores["epochs"].max()),
+        },
         "seconds_per_model": float(scores["seconds"].mean()),
     }
     for m in prep.metrics:
@@ -527,7 +535,10 @@ def _cv_plots(
     main = prep.main_metric
     values = scores[main].to_numpy(dtype=float)
     block = summary["metrics"][main]
-    writer.plot(f"scores_{main}", lambda ax: plots.score_distribution(ax, values, block[block["headline"]] or block["folds"], main))
+    writer.plot(
+        f"scores_{main}",
+        lambda ax: plots.score_distribution(ax, values, block[block["headline"]] or block["folds"], main),
+    )
     writer.plot(f"qq_{main}", lambda ax: plots.qq_plot(ax, values, main))
     if summary["repeats"] > 1:
         per_repeat = scores.groupby("repeat")[main].mean().to_numpy()
@@ -569,7 +580,12 @@ def run_train(
             state["engine"] = engine.name
             reporter.start(spec.name, 1, spec.training.epochs)
             t0 = time.perf_counter()
-            result = engine.fit_one(job, reporter.epoch)
+
+            def on_epoch(event: Any) -> None:
+                reporter.epoch(event)
+                writer.append_progress({"event": "epoch", "epoch": event.epoch, "logs": event.logs})
+
+            result = engine.fit_one(job, on_epoch)
             result.history = ckpt.full_history(result.history)
             result.seconds = time.perf_counter() - t0
             reporter.model_done(fold.key, {}, result.seconds)
@@ -608,7 +624,9 @@ def _write_train(
         result.model.save(tmp.with_suffix(".keras"))
         tmp.with_suffix(".keras").replace(tmp)
     model_path.with_suffix(".tmp.keras").replace(model_path)
-    report.write_pickle(writer.file(report.PREPROCESSOR), {"preprocessor": pre, "task": prep.task, "data": _data_meta(prep)})
+    report.write_pickle(
+        writer.file(report.PREPROCESSOR), {"preprocessor": pre, "task": prep.task, "data": _data_meta(prep)}
+    )
     summary: dict[str, Any] = {
         "name": spec.name,
         "command": "train",
@@ -632,7 +650,11 @@ def _write_train(
         "final_logs": {k: v[-1] for k, v in result.history.items() if v},
     }
     if len(fold.test):
-        held = "validation rows (the last fraction, as Keras' validation_split)" if spec.evaluation.mode == "validation_split" else "held-out test rows"
+        held = (
+            "validation rows (the last fraction, as Keras' validation_split)"
+            if spec.evaluation.mode == "validation_split"
+            else "held-out test rows"
+        )
         summary["headline"] = {
             "metric": prep.main_metric,
             "estimate": "single",
@@ -671,3 +693,27 @@ def _data_meta(prep: Prepared) -> dict[str, Any]:
         "raw_columns": prep.data.raw_columns,
         "classes": None if prep.classes is None else list(prep.classes),
     }
+
+
+def execute(
+    spec: Spec,
+    run_dir: Path,
+    reporter: Reporter | None = None,
+    *,
+    argv: list[str] | None = None,
+    smoothing: float = 0.0,
+) -> RunOutcome:
+    """Run a spec with the command its mode belongs to (``train`` or ``cv``), in ``run_dir``.
+
+    A run directory that already holds saved folds or a checkpoint is continued.
+    """
+    from dlrun.locking import RunLock
+
+    with RunLock(run_dir):
+        if spec.is_cv:
+            if spec.runtime.executor == "ray":
+                from dlrun.distributed import run_cv_ray
+
+                return run_cv_ray(spec, run_dir, reporter, argv=argv)
+            return run_cv(spec, run_dir, reporter, argv=argv)
+        return run_train(spec, run_dir, reporter, argv=argv, smoothing=smoothing)

@@ -349,7 +349,9 @@ def _check_names(spec: Spec) -> list[tuple[str, str]]:
     valid = CLASSIFICATION_METRICS + REGRESSION_METRICS
     for j, m in enumerate(spec.evaluation.metrics or []):
         if m not in valid:
-            problems.append((f"evaluation.metrics[{j}]", f"must be one of {', '.join(valid)}, got '{m}'{suggest(m, valid)}"))
+            problems.append(
+                (f"evaluation.metrics[{j}]", f"must be one of {', '.join(valid)}, got '{m}'{suggest(m, valid)}")
+            )
     if spec.sweep is not None:
         for key in spec.sweep.grid:
             if not spec.sweep.grid[key]:

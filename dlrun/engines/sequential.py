@@ -70,7 +70,11 @@ class SequentialEngine:
         compile_model(model, self.compile_cfg, steps_per_execution=spe)
         if job.initial_weights is not None:
             model.set_weights(job.initial_weights)
-        callbacks: list[Any] = [*make_callbacks(self.spec), _Relay(job, tr.epochs, on_epoch), keras.callbacks.TerminateOnNaN()]
+        callbacks: list[Any] = [
+            *make_callbacks(self.spec),
+            _Relay(job, tr.epochs, on_epoch),
+            keras.callbacks.TerminateOnNaN(),
+        ]
         callbacks += self.extra_callbacks
         val = (job.x_val, job.y_val) if job.x_val is not None and len(job.x_val) else None
         dataset = epoch_batches(job, tr.batch_size, tr.epochs, tr.shuffle)

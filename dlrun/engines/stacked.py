@@ -227,7 +227,7 @@ class _OptimizerPlan:
         if isinstance(raw_lr, keras.optimizers.schedules.LearningRateSchedule):
             try:
                 probe = np.asarray(raw_lr(np.array([0.0, 1.0, 5.0], dtype="float32")))
-            except Exception:  # noqa: BLE001 - any failure means the schedule is not vectorizable
+            except Exception:
                 probe = np.zeros(())
             if probe.shape != (3,):
                 raise _Unsupported(
@@ -287,7 +287,9 @@ class _OptimizerPlan:
             return tf.fill(tf.shape(step), tf.constant(self.lr, tf.float32))
         return tf.cast(self.lr(step), tf.float32)
 
-    def update(self, var: Any, grad: Any, slots: list[Any], t: Any, lr: Any, extra: dict[str, Any]) -> tuple[Any, list[Any]]:
+    def update(
+        self, var: Any, grad: Any, slots: list[Any], t: Any, lr: Any, extra: dict[str, Any]
+    ) -> tuple[Any, list[Any]]:
         """One Keras update of ``var`` ``(M, ...)``; ``t`` = iterations + 1 and ``lr`` broadcast to ``var``."""
         import tensorflow as tf
 
@@ -387,6 +389,7 @@ class _LossPlan:
 
         loss = make_loss(cfg)
         from keras.src.losses.losses import LossFunctionWrapper as wrapper
+
         if isinstance(loss, keras.losses.Loss):
             if not isinstance(loss, wrapper):
                 raise _Unsupported(f"compile.loss: the stacked engine cannot vectorize {type(loss).__name__}")
@@ -499,7 +502,9 @@ def _shift_constraint(con: Any, where: str) -> Any:
     return type(con).from_config(cfg)
 
 
-def _plan_model(spec: Spec, task: str, input_shape: tuple[int, ...], n_outputs: int) -> tuple[list[_LayerPlan], list[_WeightSpec], Any]:
+def _plan_model(
+    spec: Spec, task: str, input_shape: tuple[int, ...], n_outputs: int
+) -> tuple[list[_LayerPlan], list[_WeightSpec], Any]:
     """Build the single reference Keras model and read its layers into a stacked plan."""
     import keras
 
@@ -588,7 +593,9 @@ def _hash_bits(keys: Any, shape: Sequence[int], *salt: Any) -> Any:
 
     base = keys
     for s in salt:
-        base = _fmix(base ^ (tf.cast(s, tf.uint32) * tf.constant(0x9E3779B9, tf.uint32)) + tf.constant(0x7F4A7C15, tf.uint32))
+        base = _fmix(
+            base ^ (tf.cast(s, tf.uint32) * tf.constant(0x9E3779B9, tf.uint32)) + tf.constant(0x7F4A7C15, tf.uint32)
+        )
     n = int(np.prod(shape[1:]))
     idx = tf.reshape(tf.cast(tf.range(n, dtype=tf.int32), tf.uint32), (1, *shape[1:]))
     b = tf.reshape(base, (-1,) + (1,) * (len(shape) - 1))
@@ -1151,7 +1158,7 @@ class StackedEngine:
             val_vals = engine._evaluate(params, data["xv"], data["yv"], data["nv"], metrics)
             return params, slots, step, u_product, train_vals, val_vals
 
-        fn = tf.function(epoch_fn, jit_compile=self.jit)
+        fn = tf.function(epoch_fn, jit_compile=self.jit, autograph=False)
         del n_w
         self._fns[key] = fn
         return fn
@@ -1215,7 +1222,7 @@ class StackedEngine:
                 out, _, _ = self._forward(params, x, False, ones, tf.ones([m_dim], tf.float32), None)
                 return out
 
-            fn = tf.function(pred, jit_compile=self.jit)
+            fn = tf.function(pred, jit_compile=self.jit, autograph=False)
             self._fns[("predict",)] = fn
         params = tuple(tf.constant(w) for w in weights)
         block = 4096
@@ -1232,7 +1239,10 @@ class StackedEngine:
             for m, v in enumerate(xs):
                 if v is not None and start < len(v):
                     outs[m].append(res[m, : min(stop, len(v)) - start])
-        return [None if v is None else np.concatenate(outs[m]) if outs[m] else np.zeros((0, *self.out_shape)) for m, v in enumerate(xs)]
+        return [
+            None if v is None else np.concatenate(outs[m]) if outs[m] else np.zeros((0, *self.out_shape))
+            for m, v in enumerate(xs)
+        ]
 
 
 def _class_weights(y: np.ndarray, class_weight: dict[int, float] | None) -> np.ndarray:
