@@ -59,9 +59,13 @@ def main() -> None:
         jobs.append(FitJob(m // 10, k, 1000 + m, x[train], y[train], x_test=x[test]))
     print(f"setup (imports) {time.perf_counter() - t_import:.2f}s")
     eng = StackedEngine(spec, "binary", (60,), 1, jit=not args.no_jit)
+    stamps: list[float] = []
     t0 = time.perf_counter()
-    res = list(eng.fit(jobs))
+    res = list(eng.fit(jobs, on_epoch=lambda ev: stamps.append(time.perf_counter())))
     dt = time.perf_counter() - t0
+    first = stamps[0] - t0
+    steady = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+    print(f"first epoch (init + compile) {first:.2f}s, then {steady * 1000:.1f} ms/epoch, tail {t0 + dt - stamps[-1]:.2f}s")
     print(f"{len(jobs)} models x {args.epochs} epochs: fit {dt:.2f}s  ({dt / len(jobs) * 1000:.1f} ms/model)")
     print("final train loss mean", float(np.mean([r.history["loss"][-1] for r in res])))
 

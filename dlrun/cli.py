@@ -77,8 +77,8 @@ def _run_dir(spec: Any, out_dir: Path | None, resume: bool) -> Path:
     if resume:
         if out_dir is None:
             raise InputError("--resume needs --out RUN_DIR: the run directory to continue")
-        if not out_dir.is_dir():
-            raise InputError(f"--out must be an existing run directory with --resume, got '{out_dir}'")
+        # a missing folder starts fresh, so scripts can always pass --resume
+        out_dir.mkdir(parents=True, exist_ok=True)
         return out_dir
     if out_dir is not None:
         if (out_dir / report.STATE).exists():
@@ -170,7 +170,7 @@ def sweep(
     base, points = expand(config, list(sets or []) + _runtime_sets(executor, address), list(grid or []))
     quiet_tensorflow()
     if resume:
-        if out_dir is None or not out_dir.is_dir():
+        if out_dir is None:
             raise InputError("--resume needs --out SWEEP_DIR: the sweep folder to continue")
         sweep_dir = out_dir
     elif out_dir is not None:
@@ -226,7 +226,7 @@ def batch(
     paths = expand_configs(configs)
     extra = list(sets or []) + _runtime_sets(executor, address)
     quiet_tensorflow()
-    if resume and (out_dir is None or not out_dir.is_dir()):
+    if resume and out_dir is None:
         raise InputError("--resume needs --out BATCH_DIR: the batch folder to continue")
     batch_dir = out_dir or report.new_run_dir("outputs", "batch")
     reporter = _reporter(log_every)
