@@ -1,0 +1,81 @@
+"""Shared test set-up: offline dataset copies, an isolated download cache, tiny spec builders."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+# /work/shared/data next to the repository: byte-exact offline copies of the named datasets.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+HAVE_SHARED_DATA = (SHARED_DATA / "sonar.csv").is_file()
+
+needs_shared_data = pytest.mark.skipif(
+    not HAVE_SHARED_DATA, reason=f"offline dataset copies not found in {SHARED_DATA}"
+)
+
+
+@pytest.fixture(autouse=True)
+def _dlrun_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Point dlrun at the offline data, keep its download cache out of $HOME, and draw plots off-screen."""
+    monkeypatch.setenv("DLRUN_DATA_DIR", str(SHARED_DATA))
+    monkeypatch.setenv("DLRUN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "dlrun-cache"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+# ----------------------------------------------------------------------------- tiny specs
+_SYNTH = {"n_samples": 120, "n_features": 6, "n_informative": 4, "n_redundant": 0}
+
+
+def tiny_spec(task: str = "binary", *, mode: str = "split", epochs: int = 3, **sections: Any) -> dict[str, Any]:
+    """A raw spec on 120 synthetic rows that trains in about a second.
+
+    ``task`` picks the data and the output layer: ``binary`` (sigmoid), ``multiclass``
+    (3 classes, softmax) or ``regression`` (one linear output). Extra keyword arguments
+    are merged into the named sections (``evaluation={"folds": 3}``).
+    """
+    if task == "regression":
+        data = {"source": "make_regression", "params": {"n_samples": 120, "n_features": 6, "noise": 5.0}}
+        out = {"Dense": {"units": 1}}
+    elif task == "multiclass":
+        data = {"source": "make_classification", "params": {**_SYNTH, "n_classes": 3, "n_clusters_per_class": 1}}
+        out = {"Dense": {"units": 3, "activation": "softmax"}}
+    else:
+        data = {"source": "make_classification", "params": dict(_SYNTH)}
+        out = {"Dense": {"units": 1, "activation": "sigmoid"}}
+    data["task"] = task
+    raw: dict[str, Any] = {
+        "name": f"tiny_{task}",
+        "seed": 3,
+        "data": data,
+        "model": {"layers": [{"Dense": {"units": 8, "activation": "relu"}}, out]},
+        "training": {"epochs": epochs, "batch_size": 16},
+        "evaluation": {"mode": mode},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **copy.deepcopy(value)}
+        else:
+            raw[key] = copy.deepcopy(value)
+    return raw
+
+
+def write_spec(path: Path, raw: dict[str, Any]) -> Path:
+    """Write a raw spec as YAML and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path):
+    """``spec_file(raw, name="spec.yaml") -> Path``: write a raw spec into the test's folder."""
+
+    def make(raw: dict[str, Any], name: str = "spec.yaml") -> Path:
+        return write_spec(tmp_path / name, raw)
+
+    return make

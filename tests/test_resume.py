@@ -1,0 +1,201 @@
+"""Crash safety: SIGKILL and resume, SIGTERM, the lock, and `status` on a live run.
+
+These start real `python -m dlrun` processes and kill them mid-run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from dlrun import report
+from dlrun.locking import RunLock
+
+TIMING = ["seconds"]
+
+
+def _spec(tmp_path: Path, name: str, **over: Any) -> Path:
+    raw: dict[str, Any] = {
+        "name": name,
+        "seed": 7,
+        "data": {"source": "make_classification", "params": {"n_samples": 120, "n_features": 6, "random_state": 0}},
+        "model": {
+            "layers": [
+                {"Dense": {"units": 8, "activation": "relu"}},
+                {"Dropout": {"rate": 0.1}},
+                {"Dense": {"units": 1, "activation": "sigmoid"}},
+            ]
+        },
+        "compile": {"optimizer": {"SGD": {"learning_rate": 0.05, "momentum": 0.9}}},
+        "training": {"batch_size": 16, "epochs": 40},
+        "evaluation": {"mode": "kfold", "folds": 5},
+        "runtime": {"engine": "sequential"},
+    }
+    for key, value in over.items():
+        section, _, field = key.partition("__")
+        if field:
+            raw.setdefault(section, {})[field] = value
+        else:
+            raw[section] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _dlrun(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "dlrun", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def _wait_for(pred: Any, proc: subprocess.Popen[str], timeout: float = 120.0) -> None:
+    t0 = time.monotonic()
+    while not pred():
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"process ended before the condition held (rc {proc.returncode}):\n{out}")
+        if time.monotonic() - t0 > timeout:
+            proc.kill()
+            pytest.fail("timed out waiting for the run to make progress")
+        time.sleep(0.05)
+
+
+def _scores(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path / report.SCORES).drop(columns=TIMING)
+
+
+def _parts(path: Path) -> int:
+    return len(list((path / report.PARTS).glob("*.pkl")))
+
+
+@pytest.mark.parametrize("engine", ["sequential", "stacked"])
+def test_kill9_then_resume_matches_uninterrupted(tmp_path: Path, engine: str) -> None:
+    spec = _spec(tmp_path, f"kill_{engine}", runtime__engine=engine, runtime__max_models_per_chunk=1)
+    ref = tmp_path / "ref"
+    done = subprocess.run(
+        [sys.executable, "-m", "dlrun", "cv", str(spec), "--out", str(ref)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    run = tmp_path / "killed"
+    proc = _dlrun("cv", str(spec), "--out", str(run))
+    _wait_for(lambda: 1 <= _parts(run) < 5, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = report.read_json(run / report.STATE)
+    assert state["status"] == "running"  # killed: nobody could mark it
+    assert not (run / report.SCORES).exists() or _parts(run) == 5
+    kept = _parts(run)
+    assert 1 <= kept < 5
+    for tmp in run.rglob("*.tmp"):
+        pytest.fail(f"a temporary file was left behind: {tmp}")
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "dlrun", "cv", str(spec), "--out", str(run), "--resume"],
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"{kept} already done" in resumed.stdout
+    pd.testing.assert_frame_equal(_scores(run), _scores(ref))
+    hist_a = pd.read_csv(run / report.HISTORY)
+    hist_b = pd.read_csv(ref / report.HISTORY)
+    pd.testing.assert_frame_equal(hist_a, hist_b)
+    assert report.read_json(run / report.STATE)["status"] == "finished"
+    assert len(pd.read_csv(run / report.SCORES)) == 5  # no duplicated rows
+
+
+def test_train_resumes_mid_training_from_checkpoint(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        "train_ckpt",
+        evaluation={"mode": "split", "test_size": 0.25},
+        training__epochs=60,
+        training__checkpoint_every=5,
+    )
+    ref = tmp_path / "ref"
+    done = subprocess.run([sys.executable, "-m", "dlrun", "train", str(spec), "--out", str(ref)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    run = tmp_path / "killed"
+    proc = _dlrun("train", str(spec), "--out", str(run))
+    ckpt = run / report.CHECKPOINT / "state.pkl"
+    _wait_for(lambda: ckpt.exists() and report.read_pickle(ckpt)["epoch"] >= 10, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    at = report.read_pickle(ckpt)["epoch"]
+    assert 10 <= at < 60
+    resumed = subprocess.run(
+        [sys.executable, "-m", "dlrun", "train", str(spec), "--out", str(run), "--resume"], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    hist = pd.read_csv(run / report.HISTORY)
+    assert list(hist["epoch"]) == list(range(1, 61))
+    ref_hist = pd.read_csv(ref / report.HISTORY)
+    pd.testing.assert_frame_equal(hist, ref_hist, rtol=1e-5, atol=1e-6)
+    a = pd.read_csv(run / report.PREDICTIONS)
+    b = pd.read_csv(ref / report.PREDICTIONS)
+    pd.testing.assert_frame_equal(a, b, rtol=1e-4, atol=1e-5)
+    assert not ckpt.exists()
+
+
+def test_sigterm_marks_interrupted_and_says_how_to_resume(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "term", training__epochs=200)
+    run = tmp_path / "run"
+    proc = _dlrun("cv", str(spec), "--out", str(run))
+    _wait_for(lambda: (run / report.STATE).exists() and (run / report.PROGRESS).exists(), proc)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "--resume" in out
+    assert "Traceback" not in out
+    assert report.read_json(run / report.STATE)["status"] == "interrupted"
+
+
+def test_lock_refuses_a_second_process(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "locked")
+    run = tmp_path / "run"
+    run.mkdir()
+    with RunLock(run):
+        res = subprocess.run(
+            [sys.executable, "-m", "dlrun", "cv", str(spec), "--out", str(run), "--resume"],
+            capture_output=True,
+            text=True,
+        )
+    assert res.returncode == 2
+    assert "in use by another dlrun process" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_status_reads_a_running_job(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "live", training__epochs=150)
+    root = tmp_path / "outputs"
+    run = root / "live" / "r1"
+    proc = _dlrun("cv", str(spec), "--out", str(run))
+    try:
+        _wait_for(lambda: _parts(run) >= 1, proc)
+        res = subprocess.run([sys.executable, "-m", "dlrun", "status", str(root)], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        assert "running" in res.stdout
+        assert "/5 models" in res.stdout
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    res = subprocess.run([sys.executable, "-m", "dlrun", "status", str(root)], capture_output=True, text=True)
+    assert "dead" in res.stdout  # recorded running, but no live process holds the lock
