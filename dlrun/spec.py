@@ -318,44 +318,110 @@ class Spec(_Section):
 
 
 # ----------------------------------------------------------------------------- name checks
-def _check_names(spec: Spec) -> list[tuple[str, str]]:
-    """Check Keras class names against the static tables (no Keras import)."""
+def _entry(v: Any) -> tuple[str, dict[str, Any]] | str:
+    """``(name, args)`` of a ``Name`` / ``{Name: {args}}`` entry, or a message saying what is wrong."""
+    if isinstance(v, str):
+        return v, {}
+    if isinstance(v, dict) and len(v) == 1:
+        name, args = next(iter(v.items()))
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            return f"the arguments of '{name}' must be a mapping, got {type(args).__name__}"
+        return str(name), args
+    if isinstance(v, dict):
+        return f"must be a one-key mapping {{Name: {{args}}}}, got keys {', '.join(map(str, v))}"
+    return f"must be a name or a one-key mapping {{Name: {{args}}}}, got {v!r}"
+
+
+def _sub(raw: Any, *keys: str) -> Any:
+    for k in keys:
+        raw = raw.get(k) if isinstance(raw, dict) else None
+    return raw
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_layer_args(path: str, name: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    """Static checks of the arguments users get wrong most (the rest is checked by Keras at build time)."""
     problems: list[tuple[str, str]] = []
-    for i, (name, args) in enumerate(spec.model.entries):
-        path = f"model.layers[{i}]"
-        if name not in kn.LAYERS:
-            problems.append((f"{path}.{name}", f"unknown Keras layer '{name}'{suggest(name, kn.LAYERS)}"))
+    if name == "Dense":
+        if "units" not in args:
+            problems.append((f"{path}.units", "is required: the number of output units, e.g. units: 64"))
+        elif not _is_int(args["units"]) or args["units"] <= 0:
+            problems.append((f"{path}.units", f"must be a positive integer, got {args['units']!r}"))
+    if name in ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "AlphaDropout", "GaussianDropout"):
+        rate = args.get("rate")
+        if rate is None:
+            problems.append((f"{path}.rate", "is required: the fraction of inputs to drop, e.g. rate: 0.2"))
+        elif not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate < 1:
+            problems.append((f"{path}.rate", f"must be a number in [0, 1), got {rate!r}"))
+    if name == "GaussianNoise" and "stddev" not in args:
+        problems.append((f"{path}.stddev", "is required: the noise standard deviation, e.g. stddev: 0.1"))
+    if "input_shape" in args or "batch_input_shape" in args:
+        problems.append((path, "input_shape comes from the data; remove it"))
+    for key, val in args.items():
+        problems += _check_nested(f"{path}.{key}", key, val)
+    return problems
+
+
+def _check_names(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """Check Keras names and common layer arguments on the raw mapping (no Keras import).
+
+    Works on the raw data so that these problems are reported together with schema errors.
+    """
+    problems: list[tuple[str, str]] = []
+    layers = _sub(raw, "model", "layers")
+    for i, entry in enumerate(layers if isinstance(layers, list) else []):
+        got = _entry(entry)
+        if isinstance(got, str):
+            problems.append((f"model.layers[{i}]", got))
             continue
-        for key, val in args.items():
-            problems += _check_nested(f"{path}.{name}.{key}", key, val)
-        if name == "Dense" and "units" not in args:
-            problems.append((f"{path}.Dense.units", "is required: the number of output units, e.g. units: 64"))
-        if "input_shape" in args or "batch_input_shape" in args:
-            problems.append((f"{path}.{name}", "input_shape comes from the data; remove it"))
-    opt, _ = spec.compile.optimizer_entry
-    if opt.lower() not in {o.lower() for o in kn.OPTIMIZERS}:
-        problems.append(("compile.optimizer", f"unknown optimizer '{opt}'{suggest(opt, kn.OPTIMIZERS)}"))
-    loss = spec.compile.loss_entry
-    if loss is not None and loss[0] not in kn.LOSSES:
-        problems.append(("compile.loss", f"unknown loss '{loss[0]}'{suggest(loss[0], kn.LOSSES)}"))
-    for j, m in enumerate(spec.compile.metrics or []):
-        if m not in kn.METRICS:
+        name, args = got
+        if name not in kn.LAYERS:
+            problems.append((f"model.layers[{i}].{name}", f"unknown Keras layer '{name}'{suggest(name, kn.LAYERS)}"))
+            continue
+        problems += _check_layer_args(f"model.layers[{i}].{name}", name, args)
+    opt = _sub(raw, "compile", "optimizer")
+    if opt is not None:
+        got = _entry(opt)
+        if isinstance(got, str):
+            problems.append(("compile.optimizer", got))
+        elif got[0].lower() not in {o.lower() for o in kn.OPTIMIZERS}:
+            problems.append(("compile.optimizer", f"unknown optimizer '{got[0]}'{suggest(got[0], kn.OPTIMIZERS)}"))
+    loss = _sub(raw, "compile", "loss")
+    if loss is not None:
+        got = _entry(loss)
+        if isinstance(got, str):
+            problems.append(("compile.loss", got))
+        elif got[0] not in kn.LOSSES:
+            problems.append(("compile.loss", f"unknown loss '{got[0]}'{suggest(got[0], kn.LOSSES)}"))
+    metrics = _sub(raw, "compile", "metrics")
+    for j, m in enumerate(metrics if isinstance(metrics, list) else []):
+        if isinstance(m, str) and m not in kn.METRICS:
             problems.append((f"compile.metrics[{j}]", f"unknown Keras metric '{m}'{suggest(m, kn.METRICS)}"))
-    for j, (name, _) in enumerate(spec.training.callback_entries):
-        if name not in kn.CALLBACKS:
+    callbacks = _sub(raw, "training", "callbacks")
+    for j, entry in enumerate(callbacks if isinstance(callbacks, list) else []):
+        got = _entry(entry)
+        if isinstance(got, str):
+            problems.append((f"training.callbacks[{j}]", got))
+        elif got[0] not in kn.CALLBACKS:
             problems.append(
-                (f"training.callbacks[{j}].{name}", f"unknown callback '{name}'{suggest(name, kn.CALLBACKS)}")
+                (f"training.callbacks[{j}].{got[0]}", f"unknown callback '{got[0]}'{suggest(got[0], kn.CALLBACKS)}")
             )
     valid = CLASSIFICATION_METRICS + REGRESSION_METRICS
-    for j, m in enumerate(spec.evaluation.metrics or []):
-        if m not in valid:
+    ev_metrics = _sub(raw, "evaluation", "metrics")
+    for j, m in enumerate(ev_metrics if isinstance(ev_metrics, list) else []):
+        if isinstance(m, str) and m not in valid:
             problems.append(
                 (f"evaluation.metrics[{j}]", f"must be one of {', '.join(valid)}, got '{m}'{suggest(m, valid)}")
             )
-    if spec.sweep is not None:
-        for key in spec.sweep.grid:
-            if not spec.sweep.grid[key]:
-                problems.append((f"sweep.grid.{key}", "needs at least one value"))
+    grid = _sub(raw, "sweep", "grid")
+    for key, values in (grid.items() if isinstance(grid, dict) else []):
+        if isinstance(values, list) and not values:
+            problems.append((f"sweep.grid.{key}", "needs at least one value"))
     return problems
 
 
@@ -566,12 +632,16 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Spec:
     Raises:
         SpecError: With one ``(dotted.path, message)`` per problem.
     """
+    problems: list[tuple[str, str]] = []
+    spec: Spec | None = None
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as err:
-        raise SpecError(_pydantic_problems(err), source=source) from None
-    problems = _check_names(spec)
-    if problems:
+        problems = _pydantic_problems(err)
+    for p in _check_names(raw):
+        if p not in problems:
+            problems.append(p)
+    if problems or spec is None:
         raise SpecError(problems, source=source)
     return spec
 
