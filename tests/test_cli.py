@@ -191,11 +191,10 @@ def test_train_log_every_in_output(train_run: dict[str, Any]) -> None:
     assert "\r" not in train_run["stdout"] and "\x1b" not in train_run["stdout"]
 
 
+@pytest.mark.parametrize("train_run", ["binary"], indirect=True)
 def test_train_refuses_an_existing_run_without_resume(
     train_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if train_run["task"] != "binary":
-        pytest.skip("one task is enough")
     before = (train_run["out"] / "state.json").read_text()
     code, _, err = run_main(["train", train_run["spec_path"], "--out", train_run["out"]], capsys)
     assert code == 2
@@ -286,9 +285,8 @@ def test_cv_writes_every_output(cv_run: dict[str, Any]) -> None:
     assert state["status"] == "finished" and state["finished_models"] == n
 
 
+@pytest.mark.parametrize("cv_run", ["kfold"], indirect=True)
 def test_cv_is_deterministic(cv_run: dict[str, Any], tmp_path: Path) -> None:
-    if cv_run["mode"] != "kfold":
-        pytest.skip("one mode is enough")
     again, _ = _cv(tmp_path, "kfold")
     a = pd.read_csv(cv_run["out"] / "scores.csv").drop(columns="seconds")
     b = pd.read_csv(again / "scores.csv").drop(columns="seconds")
