@@ -66,7 +66,8 @@ def main() -> None:
     first = stamps[0] - t0
     steady = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
     print(
-        f"first epoch (init + compile) {first:.2f}s, then {steady * 1000:.1f} ms/epoch, tail {t0 + dt - stamps[-1]:.2f}s"
+        f"first epoch (init + compile) {first:.2f}s, then {steady * 1000:.1f} ms/epoch, "
+        f"tail {t0 + dt - stamps[-1]:.2f}s"
     )
     print(f"{len(jobs)} models x {args.epochs} epochs: fit {dt:.2f}s  ({dt / len(jobs) * 1000:.1f} ms/model)")
     print("final train loss mean", float(np.mean([r.history["loss"][-1] for r in res])))

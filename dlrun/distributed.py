@@ -123,7 +123,7 @@ def init_ray(address: str | None, num_cpus_local: int | None = None) -> Any:
     common: dict[str, Any] = {
         "runtime_env": {"env_vars": _worker_env(local=address is None)},
         "log_to_driver": False,
-        "logging_level": logging.WARNING,
+        "logging_level": logging.ERROR,
         "ignore_reinit_error": True,
     }
     try:

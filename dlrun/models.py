@@ -100,8 +100,10 @@ def make_layer(index: int, name: str, args: dict[str, Any]) -> Any:
 
 
 def _clean(exc: Exception) -> str:
+    import re
+
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.replace("__init__() ", "").replace("Layer.", "")
+    return re.sub(r"^\w+\.__init__\(\) ", "", text).replace("__init__() ", "")
 
 
 def build_model(spec: Spec, input_shape: tuple[int, ...], n_outputs: int, task: str) -> Any:
@@ -122,8 +124,13 @@ def build_model(spec: Spec, input_shape: tuple[int, ...], n_outputs: int, task: 
     """
     import keras
 
-    layers = [make_layer(i, name, args) for i, (name, args) in enumerate(spec.model.entries)]
-    model = keras.Sequential([keras.Input(shape=input_shape), *layers], name=spec.name.replace(".", "_"))
+    model = keras.Sequential([keras.Input(shape=input_shape)], name=spec.name.replace(".", "_"))
+    for i, (name, args) in enumerate(spec.model.entries):
+        layer = make_layer(i, name, args)
+        try:
+            model.add(layer)
+        except (TypeError, ValueError, IndexError) as exc:
+            raise SpecError([(f"model.layers[{i}].{name}", _clean(exc))]) from None
     check_output(spec, tuple(model.output_shape), n_outputs, task)
     return model
 
@@ -146,7 +153,8 @@ def check_output(spec: Spec, output_shape: tuple[Any, ...], n_outputs: int, task
             need = f"{n_outputs} unit{'s' if n_outputs > 1 else ''} for a binary target"
         else:
             need = f"{n_outputs} unit{'s' if n_outputs > 1 else ''}, one per target"
-        raise SpecError([(f"{path}.units", f"the output layer has {width} units but the {task} target needs {need}")])
+        where = f"{path}.units" if last_name == "Dense" else path
+        raise SpecError([(where, f"the output layer has {width} units but the {task} target needs {need}")])
     act = str(last_args.get("activation", "linear")).lower()
     loss = spec.compile.loss_entry
     loss_name = (loss[0] if loss else default_loss(task, spec.preprocessing.target.onehot)).lower()

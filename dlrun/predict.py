@@ -42,7 +42,7 @@ def read_rows(path: Path, meta: dict[str, Any], csv_opts: dict[str, Any]) -> pd.
     if set(features) <= set(first) or (raw and set(first) >= set(raw) - set(meta["target_names"])):
         df.columns = first
         df = df.iloc[1:].reset_index(drop=True)
-        df = df.apply(pd.to_numeric, errors="ignore")  # type: ignore[call-overload]
+        df = df.apply(_numeric_if_possible)
     elif raw and df.shape[1] == len(raw):
         df.columns = raw
     elif df.shape[1] == len(features):
@@ -54,6 +54,13 @@ def read_rows(path: Path, meta: dict[str, Any], csv_opts: dict[str, Any]) -> pd.
     if missing:
         raise DataError(f"input CSV lacks feature columns: {', '.join(missing[:8])}")
     return df[features]
+
+
+def _numeric_if_possible(col: pd.Series) -> pd.Series:
+    try:
+        return pd.to_numeric(col)
+    except (ValueError, TypeError):
+        return col
 
 
 def predict_file(run_dir: Path, input_csv: Path) -> pd.DataFrame:

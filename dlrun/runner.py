@@ -286,9 +286,12 @@ def _begin(spec: Spec, writer: report.RunWriter, command: str, total: int, argv:
 def _fail(writer: report.RunWriter, state: dict[str, Any], exc: BaseException) -> None:
     interrupted = isinstance(exc, (KeyboardInterrupt, Interrupted))
     state["status"] = "interrupted" if interrupted else "failed"
-    state["error"] = (
-        "stopped by a signal" if interrupted else str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    )
+    if interrupted:
+        state["error"] = "stopped by a signal"
+    elif isinstance(exc, SpecError):
+        state["error"] = "; ".join(f"{p}: {m}" for p, m in exc.problems)
+    else:
+        state["error"] = " ".join(str(exc).split()) or type(exc).__name__
     state["ended"] = report.now_iso()
     writer.write_state(state)
     writer.append_progress({"event": state["status"], "error": state["error"]})

@@ -549,7 +549,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise SpecError([("--set", f"must look like key.path=value, got '{text}'")])
     key, _, raw = text.partition("=")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml_text(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return key.strip(), value
@@ -609,13 +609,36 @@ def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
         raise SpecError([(key, f"cannot set '{last}' inside a {type(node).__name__}")])
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 safe loading, but ``1e-3`` and ``5E-4`` are floats, as in YAML 1.2 (PyYAML reads them as strings)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML with :class:`_Loader`."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; malformed YAML is a SpecError with line and column."""
     p = Path(path)
     if not p.is_file():
         raise SpecError([("", f"config file not found: {p}")], source=str(p))
     try:
-        data = yaml.safe_load(p.read_text())
+        data = load_yaml_text(p.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

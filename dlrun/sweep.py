@@ -77,8 +77,10 @@ def _split_values(raw: str) -> list[str]:
 
 
 def _yaml_value(text: str) -> Any:
+    from dlrun.spec import load_yaml_text
+
     try:
-        return yaml.safe_load(text)
+        return load_yaml_text(text)
     except yaml.YAMLError:
         return text
 

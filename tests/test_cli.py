@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import tiny_spec, write_spec
+from conftest import HAVE_SHARED_DATA, tiny_spec, write_spec
 from typer.testing import CliRunner
 
 from dlrun.cli import app, main
@@ -308,6 +308,30 @@ def test_nan_loss_exits_1_with_a_clear_message(
     assert state["status"] == "failed" and "NaN" in state["error"]
 
 
+def _bad_layer_run(spec_file: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, Path]:
+    """Train a spec that passes validation but whose layer argument Keras refuses when the layer is built."""
+    raw = tiny_spec("binary")
+    raw["model"]["layers"].insert(1, {"Dense": {"units": 4, "kernel_sise": 3}})
+    out = tmp_path / "run"
+    code, _, err = run_main(["train", spec_file(raw), "--out", out], capsys)
+    return code, err, out
+
+
+def test_bad_layer_argument_at_build_time_exits_2(
+    spec_file: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err, out = _bad_layer_run(spec_file, tmp_path, capsys)
+    assert code == 2
+    assert "model.layers[1].Dense" in err and "kernel_sise" in err
+    assert "Traceback" not in err
+    assert json.loads((out / "state.json").read_text())["status"] == "failed"
+
+
+def test_failed_state_records_the_problem(spec_file: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, out = _bad_layer_run(spec_file, tmp_path, capsys)
+    assert "model.layers[1].Dense" in json.loads((out / "state.json").read_text())["error"]
+
+
 def test_misspelled_key_exits_2_naming_it(spec_file: Any, capsys: pytest.CaptureFixture[str]) -> None:
     raw = tiny_spec("binary")
     raw["training"]["batchsize"] = 4
@@ -324,7 +348,9 @@ def test_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert "config file not found" in err
 
 
-def test_train_on_a_cv_spec_points_to_dlrun_cv(spec_file: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_on_a_cv_spec_points_to_dlrun_cv(
+    spec_file: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     raw = tiny_spec("binary", evaluation={"mode": "kfold", "folds": 3})
     code, _, err = run_main(["train", spec_file(raw), "--out", tmp_path / "run"], capsys)
     assert code == 2
@@ -420,6 +446,22 @@ def test_validate_prints_layer_table() -> None:
     for shape, params in (("(None, 16)", "496"), ("(None, 8)", "136"), ("(None, 1)", "9")):
         assert shape in result.stdout and params in result.stdout
     assert "641" in result.stdout
+
+
+NAMED_CONFIGS = {"sonar", "pima", "mammography", "housing", "wine-quality-red"}
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate_with_their_data(config: Path) -> None:
+    """Every config loads its data and its output layer fits the target (no TensorFlow needed)."""
+    raw = yaml.safe_load(config.read_text())
+    if raw["data"]["source"] in NAMED_CONFIGS and not HAVE_SHARED_DATA:
+        pytest.skip("offline dataset copies not available")
+    result = CliRunner().invoke(app, ["validate", str(config)])
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    assert f"valid spec '{raw['name']}'" in result.stdout
+    if not raw["data"]["source"].startswith("keras:"):
+        assert "total" in result.stdout, "the layer table is shown"
 
 
 def test_validate_no_data(spec_file: Any) -> None:

@@ -172,8 +172,11 @@ def test_two_units_with_onehot_categorical_is_allowed() -> None:
     ("layers", "path", "text"),
     [
         ([{"Dense": {"units": 4, "foo": 1}}, {"Dense": {"units": 1}}], "model.layers[0].Dense", "foo"),
-        ([{"Dense": {"units": 4}}, {"Dropout": {"rate": 2}}, {"Dense": {"units": 1}}], "model.layers[1].Dropout", "rate"),
-        ([{"Dense": {"units": 4}}, {"Dropout": {}}, {"Dense": {"units": 1}}], "model.layers[1].Dropout", "rate"),
+        (
+            [{"Dense": {"units": 4}}, {"Conv1D": {"filters": 4}}, {"Dense": {"units": 1}}],
+            "model.layers[1].Conv1D",
+            "kernel_size",
+        ),
     ],
 )
 def test_bad_layer_argument_names_the_layer(layers: list[Any], path: str, text: str) -> None:
@@ -185,8 +188,21 @@ def test_bad_layer_argument_names_the_layer(layers: list[Any], path: str, text: 
     assert "Traceback" not in message and "\n" not in message
 
 
+@pytest.mark.parametrize(
+    ("layer", "name"),
+    [({"Reshape": {"target_shape": [7]}}, "Reshape"), ({"BatchNormalization": {"axis": 5}}, "BatchNormalization")],
+)
+def test_shape_error_while_building_names_the_layer(layer: dict[str, Any], name: str) -> None:
+    spec = _spec([{"Dense": {"units": 4}}, layer, {"Dense": {"units": 1}}])
+    with pytest.raises(SpecError) as exc:
+        build_model(spec, (4,), 1, "regression")
+    assert _problem(exc)[0] == f"model.layers[1].{name}"
+
+
 def test_bad_optimizer_argument_names_compile_optimizer() -> None:
-    cfg = resolve_compile(_spec([{"Dense": {"units": 1}}], compile={"optimizer": {"SGD": {"learnin_rate": 0.1}}}), "regression")
+    cfg = resolve_compile(
+        _spec([{"Dense": {"units": 1}}], compile={"optimizer": {"SGD": {"learnin_rate": 0.1}}}), "regression"
+    )
     with pytest.raises(SpecError) as exc:
         make_optimizer(cfg)
     path, message = _problem(exc)
@@ -237,7 +253,9 @@ def test_resolve_compile_keeps_what_the_spec_says() -> None:
     assert float(opt.momentum) == pytest.approx(0.9)
 
 
-@pytest.mark.parametrize(("name", "cls"), [("sgd", "SGD"), ("adam", "Adam"), ("RMSprop", "RMSprop"), ("Nadam", "Nadam")])
+@pytest.mark.parametrize(
+    ("name", "cls"), [("sgd", "SGD"), ("adam", "Adam"), ("RMSprop", "RMSprop"), ("Nadam", "Nadam")]
+)
 def test_optimizer_names_any_case(name: str, cls: str) -> None:
     cfg = resolve_compile(_spec([{"Dense": {"units": 1}}], compile={"optimizer": name}), "regression")
     assert type(make_optimizer(cfg)).__name__ == cls
@@ -250,9 +268,7 @@ def test_loss_with_arguments_is_serialized() -> None:
     assert type(make_loss(cfg)).__name__ == "Huber"
 
 
-@pytest.mark.parametrize(
-    ("task", "first"), [("binary", "accuracy"), ("multiclass", "accuracy"), ("regression", "mae")]
-)
+@pytest.mark.parametrize(("task", "first"), [("binary", "accuracy"), ("multiclass", "accuracy"), ("regression", "mae")])
 def test_default_eval_metrics(task: str, first: str) -> None:
     assert default_eval_metrics(task)[0] == first
 

@@ -69,7 +69,9 @@ BAD_INPUTS = [
         "did you mean 'batch_size'",
         id="section-key",
     ),
-    pytest.param(lambda r: r["evaluation"].update(mdoe="kfold"), "evaluation.mdoe", "did you mean 'mode'", id="mode-key"),
+    pytest.param(
+        lambda r: r["evaluation"].update(mdoe="kfold"), "evaluation.mdoe", "did you mean 'mode'", id="mode-key"
+    ),
     pytest.param(
         lambda r: r.update(preprocessing={"image": {"rescal": 0.1}}),
         "preprocessing.image.rescal",
@@ -94,11 +96,32 @@ BAD_INPUTS = [
     pytest.param(lambda r: r["training"].update(epochs="many"), "training.epochs", "'many'", id="epochs-string"),
     pytest.param(lambda r: r["training"].update(epochs=0), "training.epochs", "greater than 0", id="epochs-zero"),
     pytest.param(lambda r: r["training"].update(shuffle="sometimes"), "training.shuffle", "boolean", id="bool"),
-    pytest.param(lambda r: r["evaluation"].update(test_size=1.5), "evaluation.test_size", "less than 1", id="test-size"),
-    pytest.param(lambda r: r["evaluation"].update(folds=1), "evaluation.folds", "greater than or equal to 2", id="folds"),
+    pytest.param(
+        lambda r: r["evaluation"].update(test_size=1.5), "evaluation.test_size", "less than 1", id="test-size"
+    ),
+    pytest.param(
+        lambda r: r["evaluation"].update(folds=1), "evaluation.folds", "greater than or equal to 2", id="folds"
+    ),
     pytest.param(lambda r: r["model"].update(layers=[]), "model.layers", "at least 1", id="no-layers"),
-    pytest.param(lambda r: r["model"]["layers"].__setitem__(0, {"Dense": 5}), "model.layers[0].Dense", "dictionary", id="layer-args-not-mapping"),
+    pytest.param(
+        lambda r: r["model"]["layers"].__setitem__(0, {"Dense": 5}),
+        "model.layers[0].Dense",
+        "dictionary",
+        id="layer-args-not-mapping",
+    ),
     pytest.param(lambda r: r.update(name="has space"), "name", "pattern", id="name-pattern"),
+    pytest.param(
+        lambda r: r["model"]["layers"].insert(1, {"Dropout": {"rate": 2}}),
+        "model.layers[1].Dropout.rate",
+        "[0, 1)",
+        id="dropout-rate-range",
+    ),
+    pytest.param(
+        lambda r: r["model"]["layers"].insert(1, {"Dropout": {}}),
+        "model.layers[1].Dropout.rate",
+        "is required",
+        id="dropout-rate-missing",
+    ),
     pytest.param(
         lambda r: r["evaluation"].update(mode="kfolds"), "evaluation.mode", "did you mean 'kfold'", id="mode-literal"
     ),
@@ -131,7 +154,10 @@ BAD_INPUTS = [
         id="loss",
     ),
     pytest.param(
-        lambda r: r.update(compile={"metrics": ["acuracy"]}), "compile.metrics[0]", "did you mean 'accuracy'", id="keras-metric"
+        lambda r: r.update(compile={"metrics": ["acuracy"]}),
+        "compile.metrics[0]",
+        "did you mean 'accuracy'",
+        id="keras-metric",
     ),
     pytest.param(
         lambda r: _layer(r, 0).update(kernel_initializer="he_normall"),
@@ -182,8 +208,15 @@ BAD_INPUTS = [
         "did you mean 'breast_cancer'",
         id="sklearn-source",
     ),
-    pytest.param(lambda r: r["data"].update(source="skleran:iris"), "data.source", "did you mean 'sklearn'", id="source-kind"),
-    pytest.param(lambda r: r.update(sweep={"grid": {"training.epochs": []}}), "sweep.grid.training.epochs", "at least one", id="sweep-empty"),
+    pytest.param(
+        lambda r: r["data"].update(source="skleran:iris"), "data.source", "did you mean 'sklearn'", id="source-kind"
+    ),
+    pytest.param(
+        lambda r: r.update(sweep={"grid": {"training.epochs": []}}),
+        "sweep.grid.training.epochs",
+        "at least one",
+        id="sweep-empty",
+    ),
     # mode / repeats cross-checks
     pytest.param(
         lambda r: r["evaluation"].update(mode="kfold", repeats=3),
@@ -259,6 +292,21 @@ def test_dense_units_must_be_a_positive_integer(units: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- YAML files
+
+
+
+@pytest.mark.parametrize("text", ["1e-3", "1.0e12", "5E-4"])
+def test_exponent_floats_in_yaml_are_numbers(spec_file: Any, text: str) -> None:
+    path = spec_file(tiny_spec("binary"))
+    path.write_text(path.read_text() + f"compile:\n  optimizer:\n    SGD: {{learning_rate: {text}}}\n")
+    spec = load_spec(path)
+    assert spec.compile.optimizer_entry[1]["learning_rate"] == pytest.approx(float(text))
+
+
+def test_exponent_float_in_set_override_is_a_number() -> None:
+    assert parse_override("compile.optimizer.SGD.learning_rate=1e-3") == ("compile.optimizer.SGD.learning_rate", 0.001)
+
+
 @pytest.mark.parametrize(
     ("text", "where"),
     [

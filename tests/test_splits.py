@@ -217,14 +217,17 @@ def test_any_fold_can_be_rederived_alone(task: str) -> None:
 
 def test_splits_digest_sees_test_rows() -> None:
     folds = make_folds(_ev("kfold"), N, None, "regression", SEED)
-    moved = [*folds[:-1], Fold(folds[-1].repeat, folds[-1].fold, folds[-1].seed, folds[-1].train, folds[-1].val, folds[-1].test[::-1])]
+    moved = [
+        *folds[:-1],
+        Fold(folds[-1].repeat, folds[-1].fold, folds[-1].seed, folds[-1].train, folds[-1].val, folds[-1].test[::-1]),
+    ]
     assert splits_digest(folds) != splits_digest(moved)
     assert len(splits_digest(folds)) == 40
 
 
 # ----------------------------------------------------------------------------- refusals
 def test_stratify_true_on_regression_is_refused() -> None:
-    with pytest.raises(InputError, match="evaluation.stratify"):
+    with pytest.raises(InputError, match=r"evaluation\.stratify"):
         make_folds(_ev("kfold", stratify=True), N, None, "regression", SEED)
 
 

@@ -36,8 +36,10 @@ would. With plain SGD (no momentum) a resumed run equals an uninterrupted one.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,9 +151,8 @@ def _check_layers(spec: Spec) -> None:
             if key.endswith("regularizer") and val is not None:
                 reg = _nested_name(val) or ""
                 if _norm(reg) not in {"l1", "l2", "l1l2"}:
-                    raise _Unsupported(
-                        f"{path}.{key}: the stacked engine supports the regularizers {', '.join(SUPPORTED_REGULARIZERS)}"
-                    )
+                    names = ", ".join(SUPPORTED_REGULARIZERS)
+                    raise _Unsupported(f"{path}.{key}: the stacked engine supports the regularizers {names}")
             if key.endswith("constraint") and val is not None:
                 con = _nested_name(val) or ""
                 if _norm(con) not in {"maxnorm", "unitnorm", "minmaxnorm", "nonneg"}:
@@ -565,14 +566,60 @@ def _seed_for(seed: int, *salt: int) -> int:
     return int(np.random.SeedSequence([int(seed) & _M32, *salt]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def _init_weight(ws: _WeightSpec, seed: int, index: int) -> np.ndarray:
+def _init_weight(ws: _WeightSpec, seed: int, index: int, cache: dict[int, np.ndarray]) -> np.ndarray:
+    """One model's initial value of a weight, drawn as the layer's Keras initializer draws it.
+
+    The common random initializers (RandomNormal/Uniform, TruncatedNormal and the
+    VarianceScaling family: Glorot, He, LeCun) are sampled with NumPy from the same
+    distribution, with fan-in/fan-out of the single model's shape: calling Keras once per
+    model and weight costs about a millisecond each. Deterministic initializers are
+    computed once; any other initializer is called through Keras with a per-model seed.
+    """
+    from keras.src.initializers.random_initializers import compute_fans
+
     init = ws.initializer
     if init is None:
         raise _Unsupported(f"model.layers[{ws.layer}]: weight '{ws.name}' has no initializer")
     cfg = init.get_config()
-    if "seed" in cfg:
-        init = type(init).from_config({**cfg, "seed": _seed_for(seed, 1, index)})
-    return np.asarray(init(ws.shape, dtype="float32"), dtype=np.float32)
+    if "seed" not in cfg:
+        if index not in cache:
+            cache[index] = np.asarray(init(ws.shape, dtype="float32"), dtype=np.float32)
+        return cache[index]
+    rng = np.random.default_rng([int(seed) & _M32, 1, index])
+    kind = type(init).__name__
+    shape = ws.shape
+
+    def truncated(mean: float, std: float) -> np.ndarray:
+        out = rng.standard_normal(shape)
+        bad = np.abs(out) > 2.0
+        while bad.any():
+            out[bad] = rng.standard_normal(int(bad.sum()))
+            bad = np.abs(out) > 2.0
+        return out * std + mean
+
+    if kind == "RandomNormal":
+        return (rng.standard_normal(shape) * init.stddev + init.mean).astype(np.float32)
+    if kind == "RandomUniform":
+        return rng.uniform(init.minval, init.maxval, shape).astype(np.float32)
+    if kind == "TruncatedNormal":
+        return truncated(init.mean, init.stddev).astype(np.float32)
+    if hasattr(init, "mode") and hasattr(init, "distribution") and hasattr(init, "scale"):
+        scale = float(init.scale)
+        fan_in, fan_out = compute_fans(shape)
+        if init.mode == "fan_in":
+            scale /= max(1.0, fan_in)
+        elif init.mode == "fan_out":
+            scale /= max(1.0, fan_out)
+        else:
+            scale /= max(1.0, (fan_in + fan_out) / 2.0)
+        if init.distribution == "truncated_normal":
+            return truncated(0.0, math.sqrt(scale) / 0.87962566103423978).astype(np.float32)
+        if init.distribution == "untruncated_normal":
+            return (rng.standard_normal(shape) * math.sqrt(scale)).astype(np.float32)
+        limit = math.sqrt(3.0 * scale)
+        return rng.uniform(-limit, limit, shape).astype(np.float32)
+    init = type(init).from_config({**cfg, "seed": _seed_for(seed, 1, index)})
+    return np.asarray(init(shape, dtype="float32"), dtype=np.float32)
 
 
 # ============================================================================= random numbers
@@ -629,8 +676,9 @@ class _EarlyStop:
     def improved(self, value: float, ref: float | None) -> bool:
         if ref is None:
             return True
+        # Keras negates min_delta for "min": an improvement must beat the reference by min_delta
         if self.sign < 0:
-            return value - self.min_delta < ref
+            return value + self.min_delta < ref
         return value - self.min_delta > ref
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> tuple[bool, bool]:
@@ -661,7 +709,15 @@ class StackedEngine:
 
     name = "stacked"
 
-    def __init__(self, spec: Spec, task: str, input_shape: tuple[int, ...], n_outputs: int, jit: bool = True) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        task: str,
+        input_shape: tuple[int, ...],
+        n_outputs: int,
+        jit: bool = True,
+        threads: int | None = None,
+    ) -> None:
         from dlrun.models import resolve_compile
 
         reason = unsupported_reason(spec, task)
@@ -672,6 +728,7 @@ class StackedEngine:
         self.input_shape = tuple(int(d) for d in input_shape)
         self.n_outputs = int(n_outputs)
         self.jit = jit
+        self.threads = threads
         cfg = resolve_compile(spec, task)
         self.compile_config = cfg
         self.opt = _OptimizerPlan.from_config(cfg)
@@ -763,103 +820,159 @@ class StackedEngine:
             nv = np.zeros((m_count,), np.int32)
         y = y.reshape((m_count, y.shape[1], *t_shape))
         yv = yv.reshape((m_count, yv.shape[1], *t_shape))
+        init = self._initial_weights(jobs)
+        keys = np.array([_seed_for(j.seed, 2) for j in jobs], dtype=np.uint32)
 
-        params = [tf.constant(p) for p in self._initial_weights(jobs)]
-        slots = [
-            [tf.fill(params[i].shape, tf.constant(self.opt.slot_init(s), tf.float32)) for s in self.slot_names]
-            for i in self.trainable
-        ]
-        step = tf.zeros((m_count,), tf.float32)
-        u_product = tf.ones((m_count,), tf.float32)
-        keys = tf.constant(np.array([_seed_for(j.seed, 2) for j in jobs], dtype=np.uint32))
-        data = {
-            "x": tf.constant(x),
-            "y": tf.constant(y),
-            "cw": tf.constant(cw),
-            "n": tf.constant(n),
-            "xv": tf.constant(xv),
-            "yv": tf.constant(yv),
-            "nv": tf.constant(nv),
-            "keys": keys,
-        }
+        # Independent groups of equal size, one per core: XLA runs one program on one
+        # thread, TensorFlow releases the GIL, so the groups train in parallel threads.
+        n_groups = self._n_groups(m_count)
+        g_size = math.ceil(m_count / n_groups)
+        order = np.arange(n_groups * g_size) % m_count  # the last group may repeat models (ghosts)
+        groups: list[dict[str, Any]] = []
+        for gi in range(n_groups):
+            sel = order[gi * g_size : (gi + 1) * g_size]
+            real = np.arange(gi * g_size, (gi + 1) * g_size) < m_count
+            params = [tf.constant(p[sel]) for p in init]
+            groups.append(
+                {
+                    "sel": sel,
+                    "real": real,
+                    "params": params,
+                    "slots": [
+                        [
+                            tf.fill(params[i].shape, tf.constant(self.opt.slot_init(nm), tf.float32))
+                            for nm in self.slot_names
+                        ]
+                        for i in self.trainable
+                    ],
+                    "step": tf.zeros((len(sel),), tf.float32),
+                    "u": tf.ones((len(sel),), tf.float32),
+                    "best": list(params) if self._needs_best() else None,
+                    "data": {
+                        "x": tf.constant(x[sel]),
+                        "y": tf.constant(y[sel]),
+                        "cw": tf.constant(cw[sel]),
+                        "n": tf.constant(n[sel]),
+                        "xv": tf.constant(xv[sel]),
+                        "yv": tf.constant(yv[sel]),
+                        "nv": tf.constant(nv[sel]),
+                        "keys": tf.constant(keys[sel]),
+                    },
+                }
+            )
         epoch_fn = self._epoch_function(len(metrics), metrics)
 
         stoppers = [self._make_stoppers(metrics) for _ in jobs]
-        best: list[Any] | None = list(params) if self._needs_best() else None
         history: list[dict[str, list[float]]] = [{} for _ in jobs]
         start_epoch = np.array([max(0, int(j.initial_epoch)) for j in jobs])
         stopped = np.zeros(m_count, bool)
         epochs_run = np.zeros(m_count, int)
         names = ["loss"] + [mp.name for mp in metrics]
+        pool = ThreadPoolExecutor(max_workers=n_groups) if n_groups > 1 else None
 
-        for epoch in range(int(start_epoch.min()), self.epochs):
-            active = (~stopped) & (start_epoch <= epoch)
-            if not active.any():
-                break
+        def run(g: dict[str, Any], epoch: int, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            act = active[g["sel"]] & g["real"]
             out = epoch_fn(
-                tuple(params),
-                tuple(tuple(s) for s in slots),
-                step,
-                u_product,
-                data,
+                tuple(g["params"]),
+                tuple(tuple(sl) for sl in g["slots"]),
+                g["step"],
+                g["u"],
+                g["data"],
                 tf.constant(epoch, tf.int32),
-                tf.constant(active),
+                tf.constant(act),
             )
-            params, slots_t, step, u_product, train_vals, val_vals = out
-            params = list(params)
-            slots = [list(s) for s in slots_t]
-            tv = np.asarray(train_vals)  # (1 + n_metrics, M)
-            vv = np.asarray(val_vals)
-            snap = np.zeros(m_count, bool)
-            sums: dict[str, float] = {}
-            for m in np.flatnonzero(active):
-                logs = {k: float(tv[i, m]) for i, k in enumerate(names)}
-                if has_val[m]:
-                    logs.update({f"val_{k}": float(vv[i, m]) for i, k in enumerate(names)})
-                for k, v in logs.items():
-                    history[m].setdefault(k, []).append(v)
-                    sums[k] = sums.get(k, 0.0) + v
-                epochs_run[m] += 1
-                for st in stoppers[m]:
-                    s, stop = st.on_epoch_end(epoch, logs)
-                    snap[m] |= s
-                    stopped[m] |= stop
-            if best is not None and snap.any():
-                sel = tf.constant(snap)
-                best = [self._select(sel, p, b) for p, b in zip(params, best)]
-            if on_epoch is not None:
-                k_act = int(active.sum())
-                on_epoch(
-                    EpochEvent(
-                        keys=tuple(jobs[m].key for m in np.flatnonzero(active)),
-                        epoch=epoch + 1,
-                        epochs=self.epochs,
-                        logs={k: v / k_act for k, v in sums.items()},
+            params, slots_t, g["step"], g["u"], train_vals, val_vals = out
+            g["params"] = list(params)
+            g["slots"] = [list(sl) for sl in slots_t]
+            return np.asarray(train_vals), np.asarray(val_vals)
+
+        try:
+            for epoch in range(int(start_epoch.min()), self.epochs):
+                active = (~stopped) & (start_epoch <= epoch)
+                if not active.any():
+                    break
+                if pool is not None:
+                    futures = [pool.submit(run, g, epoch, active) for g in groups]
+                    outs = [f.result() for f in futures]
+                else:
+                    outs = [run(g, epoch, active) for g in groups]
+                tv = np.zeros((len(names), m_count), np.float32)
+                vv = np.zeros((len(names), m_count), np.float32)
+                for g, (t_vals, v_vals) in zip(groups, outs):
+                    dest = np.asarray(g["sel"][g["real"]], dtype=np.int64)
+                    tv[:, dest] = t_vals[:, g["real"]]
+                    vv[:, dest] = v_vals[:, g["real"]]
+                snap = np.zeros(m_count, bool)
+                sums: dict[str, float] = {}
+                for m in np.flatnonzero(active):
+                    logs = {k: float(tv[i, m]) for i, k in enumerate(names)}
+                    if has_val[m]:
+                        logs.update({f"val_{k}": float(vv[i, m]) for i, k in enumerate(names)})
+                    for k, v in logs.items():
+                        history[m].setdefault(k, []).append(v)
+                        sums[k] = sums.get(k, 0.0) + v
+                    epochs_run[m] += 1
+                    for st in stoppers[m]:
+                        snap_now, stop = st.on_epoch_end(epoch, logs)
+                        snap[m] |= snap_now
+                        stopped[m] |= stop
+                if snap.any():
+                    for g in groups:
+                        if g["best"] is not None:
+                            sel = tf.constant(snap[g["sel"]] & g["real"])
+                            g["best"] = [self._select(sel, p, b) for p, b in zip(g["params"], g["best"])]
+                if on_epoch is not None:
+                    k_act = int(active.sum())
+                    on_epoch(
+                        EpochEvent(
+                            keys=tuple(jobs[m].key for m in np.flatnonzero(active)),
+                            epoch=epoch + 1,
+                            epochs=self.epochs,
+                            logs={k: v / k_act for k, v in sums.items()},
+                        )
                     )
-                )
+        finally:
+            if pool is not None:
+                pool.shutdown()
 
-        if best is not None:
-            restore = np.array([any(st.restore and st.has_best_weights for st in sts) for sts in stoppers])
-            if restore.any():
-                sel = tf.constant(restore)
-                params = [self._select(sel, b, p) for p, b in zip(params, best)]
-
-        final = [np.asarray(p) for p in params]
+        restore = np.array([any(st.restore and st.has_best_weights for st in sts) for sts in stoppers])
+        final = [np.zeros((m_count, *ws.shape), np.float32) for ws in self.wspecs]
+        for g in groups:
+            mine = g["sel"][g["real"]]
+            for i, p in enumerate(g["params"]):
+                val = np.asarray(p)[g["real"]]
+                if g["best"] is not None:
+                    best = np.asarray(g["best"][i])[g["real"]]
+                    val = np.where(restore[mine].reshape((-1,) + (1,) * (val.ndim - 1)), best, val)
+                final[i][mine] = val
         train_pred = self._predict(final, [j.x_train for j in jobs])
         test_pred = self._predict(final, [j.x_test for j in jobs])
         seconds = (time.perf_counter() - t0) / m_count
-        for m, job in enumerate(jobs):
+        for idx, job in enumerate(jobs):
+            tp = train_pred[idx]
+            assert tp is not None
             yield FitResult(
                 repeat=job.repeat,
                 fold=job.fold,
-                history=history[m],
-                train_pred=train_pred[m],
-                test_pred=test_pred[m],
-                epochs_run=int(epochs_run[m]),
+                history=history[idx],
+                train_pred=tp,
+                test_pred=test_pred[idx],
+                epochs_run=int(epochs_run[idx]),
                 seconds=seconds,
                 engine=self.name,
-                weights=[w[m].copy() for w in final],
+                weights=[w[idx].copy() for w in final],
             )
+
+    def _n_groups(self, m_count: int) -> int:
+        """Parallel groups for a chunk of ``m_count`` models: one per core, at least 16 models each."""
+        if self.threads is not None:
+            cores = self.threads
+        else:
+            try:
+                cores = len(os.sched_getaffinity(0))
+            except AttributeError:  # pragma: no cover - not Linux
+                cores = os.cpu_count() or 1
+        return max(1, min(cores, m_count // 16))
 
     @staticmethod
     def _select(mask: Any, a: Any, b: Any) -> Any:
@@ -918,6 +1031,7 @@ class StackedEngine:
 
     def _initial_weights(self, jobs: list[FitJob]) -> list[np.ndarray]:
         stacked = []
+        cache: dict[int, np.ndarray] = {}
         for i, ws in enumerate(self.wspecs):
             per = []
             for job in jobs:
@@ -927,7 +1041,7 @@ class StackedEngine:
                         raise ValueError(f"initial_weights[{i}] has shape {w.shape}, expected {ws.shape}")
                     per.append(w)
                 else:
-                    per.append(_init_weight(ws, job.seed, i))
+                    per.append(_init_weight(ws, job.seed, i, cache))
             stacked.append(np.stack(per))
         return stacked
 
@@ -951,7 +1065,10 @@ class StackedEngine:
             k = layer.kind
             if k == "Dense":
                 w = params[layer.weights["kernel"]]
-                if len(x.shape) == 3:
+                if len(x.shape) == 3 and w.shape[-1] == 1:
+                    # a (B, I) x (I, 1) product is a poor batched matmul: multiply and reduce
+                    x = tf.reduce_sum(x * tf.reshape(w, [m_dim, 1, w.shape[1]]), axis=-1, keepdims=True)
+                elif len(x.shape) == 3:
                     x = tf.matmul(x, w)
                 else:
                     x = tf.einsum("mb...i,mio->mb...o", x, w)
@@ -1222,7 +1339,7 @@ class StackedEngine:
                 out, _, _ = self._forward(params, x, False, ones, tf.ones([m_dim], tf.float32), None)
                 return out
 
-            fn = tf.function(pred, jit_compile=self.jit, autograph=False)
+            fn = tf.function(pred, jit_compile=False, autograph=False)
             self._fns[("predict",)] = fn
         params = tuple(tf.constant(w) for w in weights)
         block = 4096
