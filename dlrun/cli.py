@@ -470,8 +470,8 @@ def compare(
 
     paths = cmp.expand_run_dirs(runs)
     result = cmp.compare([cmp.load_run(p) for p in paths], metric)
-    shown = result.table.drop(columns=["path"])
-    out.print(frame_table(shown, title=f"{result.metric}"))
+    cols = [c for c in ("run", "mode", "n", "mean", "std", "se", "ci_low", "ci_high", "estimate") if c in result.table]
+    _print_frame(result.table, cols, f"{result.metric} ({int(round(result.confidence * 100))}% intervals)")
     if result.test is not None:
         if not result.paired and result.test.get("warning"):
             err.print(f"warning: {result.test['warning']}", markup=False)

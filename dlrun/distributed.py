@@ -91,10 +91,10 @@ def _worker_env(local: bool) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
         "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"),
     }
-    for name in (DATA_DIR_ENV, CACHE_DIR_ENV):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
     if local:
+        for name in (DATA_DIR_ENV, CACHE_DIR_ENV):  # on a cluster each task brings them, where they exist
+            if os.environ.get(name):
+                env[name] = os.environ[name]
         # Workers on this machine import dlrun from wherever the driver does (even a source checkout).
         root = str(Path(__file__).resolve().parents[1])
         paths = [root, os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
@@ -270,7 +270,7 @@ def run_cv_ray(
     """
     from dlrun import runner
     from dlrun.progress import NullReporter
-    from dlrun.spec import CV_MODES
+    from dlrun.spec import CV_MODES, resolved_dict
 
     reporter = reporter or NullReporter()
     if spec.evaluation.mode not in CV_MODES:
@@ -283,7 +283,13 @@ def run_cv_ray(
     prep = prep or runner.prepare(spec, reporter)
     writer = report.RunWriter(run_dir)
     writer.write_table(report.FOLDS, runner.folds_table(prep.folds))
-    state = runner._begin(spec, writer, "cv", len(prep.folds), argv)
+    # The driver only scores and writes: a GPU asked for is the workers' business, not its own.
+    driver_spec = spec
+    if spec.runtime.device == "gpu":
+        driver_spec = spec.model_copy(update={"runtime": spec.runtime.model_copy(update={"device": "auto"})})
+    state = runner._begin(driver_spec, writer, "cv", len(prep.folds), argv)
+    if driver_spec is not spec:
+        writer.write_config(resolved_dict(spec))
     state["executor"] = "ray"
     parts = writer.read_parts()
     pending = [f for f in prep.folds if f.key not in parts]
@@ -422,12 +428,37 @@ def _unpack(folder: Path, files: dict[str, bytes]) -> None:
         dest.write_bytes(data)
 
 
+def _data_env() -> dict[str, str]:
+    """The driver's data folders (``DLRUN_DATA_DIR``, ``DLRUN_CACHE_DIR``), for the workers."""
+    from dlrun.datasets import CACHE_DIR_ENV, DATA_DIR_ENV
+
+    return {k: os.environ[k] for k in (DATA_DIR_ENV, CACHE_DIR_ENV) if os.environ.get(k)}
+
+
+@contextlib.contextmanager
+def _use_env(env: dict[str, str]) -> Any:
+    """Set the driver's data folders for one task, where they exist on this node."""
+    saved = {k: os.environ.get(k) for k in env}
+    try:
+        for k, v in env.items():
+            if os.path.isdir(v):
+                os.environ[k] = v
+        yield
+    finally:
+        for k, old in saved.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
+
+
 def _run_spec_task(
     spec: Spec,
     dataset: Dataset | None,
     existing: dict[str, bytes],
     argv: list[str] | None,
     cwd: str,
+    data_env: dict[str, str],
     fault: str | None = None,
 ) -> dict[str, Any]:
     """Worker side: run one spec (train or cv, in this process) in a temporary folder.
@@ -445,13 +476,14 @@ def _run_spec_task(
     summary: dict[str, Any] | None = None
     error: str | None = None
     old_cwd = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="dlrun-ray-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dlrun-ray-") as tmp, contextlib.ExitStack() as stack:
         run_dir = Path(tmp) / "run"
         run_dir.mkdir()
         _unpack(run_dir, existing)
         try:
             if os.path.isdir(cwd):
                 os.chdir(cwd)  # relative data paths mean what they mean to the driver
+            stack.enter_context(_use_env(data_env))
             # The spec runs here, in-process: runner.execute would send a ray-executor cv back to Ray.
             if spec.is_cv:
                 prep = runner.prepare(spec, data=dataset) if dataset is not None else None
@@ -525,7 +557,7 @@ def _ship_datasets(ray: Any, specs: list[Spec], note: Callable[[str], None]) -> 
             continue
         try:
             refs[key] = ray.put(load_dataset(spec.data, seed=spec.seed))
-        except DlrunError:
+        except Exception:  # the worker loads it again and reports the error as a local run would
             refs[key] = None
     if refs:
         note(f"ray: {sum(r is not None for r in refs.values())} dataset(s) loaded once and shipped to the workers")
@@ -548,43 +580,56 @@ def _run_spec_jobs(
 ) -> None:
     """Run every job as a Ray task; call ``on_done`` once per job as it ends.
 
-    Each job's folder is locked while its task runs and shows ``status: running``. On Ctrl-C
-    or SIGTERM, outstanding tasks are cancelled, their folders marked interrupted, ``on_done``
-    told, and :class:`Interrupted` raised.
+    Every job's size is checked and its folder locked before anything is submitted; a folder
+    shows ``status: running`` while its task is out. On Ctrl-C or SIGTERM, outstanding tasks
+    are cancelled, their folders marked interrupted, ``on_done`` told, and
+    :class:`Interrupted` raised.
+
+    Raises:
+        InputError: A job asks for more than any node offers, or its folder is in use.
     """
     from dlrun.locking import RunLock
     from dlrun.runner import _StopSignals
 
-    refs = _ship_datasets(ray, [j.spec for j in jobs], note)
+    for job in jobs:
+        _check_fits(ray, job.spec.runtime)
     fault = _fault_marker()
     cwd = os.getcwd()
     argv = list(argv if argv is not None else sys.argv)
+    data_env = _data_env()
     inflight: dict[Any, tuple[_SpecJob, dict[str, bytes], dict[str, Any]]] = {}
-    with contextlib.ExitStack() as locks:
-        locks.enter_context(_StopSignals())
-        job_locks: dict[int, contextlib.ExitStack] = {}
+    locks: dict[int, RunLock] = {}
 
-        def release(job: _SpecJob) -> None:
-            stack = job_locks.pop(job.index, None)
-            if stack is not None:
-                stack.close()
+    def release(job: _SpecJob) -> None:
+        lock = locks.pop(job.index, None)
+        if lock is not None:
+            lock.__exit__(None, None, None)
 
-        def mark(job: _SpecJob, placeholder: dict[str, Any], status: str, error: str) -> None:
-            writer = report.RunWriter(job.path)
-            now_state = _state_of(job.path)
-            if now_state.get("status") not in (None, "running"):
-                return  # the worker's own state came back
-            writer.write_state({**placeholder, "status": status, "error": error, "ended": report.now_iso()})
-            writer.append_progress({"event": status, "error": error})
+    def mark(job: _SpecJob, placeholder: dict[str, Any], status: str, error: str) -> None:
+        if _state_of(job.path).get("status") not in (None, "running"):
+            return  # the worker's own state came back
+        writer = report.RunWriter(job.path)
+        writer.write_state({**placeholder, "status": status, "error": error, "ended": report.now_iso()})
+        writer.append_progress({"event": status, "error": error})
 
-        try:
+    def stop_all(status: str, error: str) -> None:
+        _cancel(ray, list(inflight))
+        for job, _, placeholder in inflight.values():
+            mark(job, placeholder, "interrupted", error)
+            release(job)
+            on_done(job, _Done(status, error))
+        inflight.clear()
+
+    try:
+        with _StopSignals():
             for job in jobs:
-                _check_fits(ray, job.spec.runtime)
-                stack = contextlib.ExitStack()
-                stack.enter_context(RunLock(job.path))
-                job_locks[job.index] = stack
-                shipped = _pack(job.path) if _state_of(job.path) else {}
+                lock = RunLock(job.path)
+                lock.__enter__()
+                locks[job.index] = lock
+            refs = _ship_datasets(ray, [j.spec for j in jobs], note)
+            for job in jobs:
                 old = _state_of(job.path)
+                shipped = _pack(job.path) if old else {}  # a started run continues where it stopped
                 placeholder = {
                     **old,
                     "name": job.spec.name,
@@ -596,7 +641,7 @@ def _run_spec_jobs(
                 }
                 report.RunWriter(job.path).write_state(placeholder)
                 fn = _remote(ray, _run_spec_task, job.spec.runtime)
-                ref = fn.remote(job.spec, refs.get(_data_key(job.spec)), shipped, argv, cwd, fault)
+                ref = fn.remote(job.spec, refs.get(_data_key(job.spec)), shipped, argv, cwd, data_env, fault)
                 inflight[ref] = (job, shipped, placeholder)
             while inflight:
                 ref = _wait_one(ray, list(inflight))
@@ -616,22 +661,17 @@ def _run_spec_jobs(
                         done = _Done("finished", summary=out["summary"] or {}, seconds=out["seconds"])
                 release(job)
                 on_done(job, done)
-                if done.status == "failed" and fail_fast and inflight:
-                    _cancel(ray, list(inflight))
-                    for job2, _, ph2 in inflight.values():
-                        mark(job2, ph2, "interrupted", "cancelled after a failure (--fail-fast)")
-                        release(job2)
-                        on_done(job2, _Done("cancelled", "cancelled after a failure (--fail-fast)"))
-                    inflight.clear()
-        except (KeyboardInterrupt, Interrupted):
-            _cancel(ray, list(inflight))
-            for job, _, placeholder in inflight.values():
-                mark(job, placeholder, "interrupted", "stopped by a signal")
-                on_done(job, _Done("interrupted", "stopped by a signal"))
-            raise Interrupted("interrupted") from None
-        finally:
-            for stack in job_locks.values():
-                stack.close()
+                if done.status == "failed" and fail_fast:
+                    stop_all("cancelled", "cancelled after a failure (--fail-fast)")
+    except (KeyboardInterrupt, Interrupted):
+        stop_all("interrupted", "stopped by a signal")
+        raise Interrupted("interrupted") from None
+    except BaseException:
+        stop_all("interrupted", "the driver stopped on an error")
+        raise
+    finally:
+        for lock in locks.values():
+            lock.__exit__(None, None, None)
 
 
 # ----------------------------------------------------------------------------- sweeps
@@ -671,7 +711,7 @@ def run_points_ray(
             continue
         jobs.append(_SpecJob(i, point.spec, path, point.folder))
     if jobs:
-        note(f"ray: {len(jobs)} point(s) submitted")
+        note(f"ray: submitting {len(jobs)} point(s)")
 
     def on_done(job: _SpecJob, done: _Done) -> None:
         point = points[job.index]
@@ -756,7 +796,7 @@ def run_batch_ray(
     if not jobs:
         return items
     ray = init_ray(jobs[0].spec.runtime.address)
-    note(f"ray: {len(jobs)} config(s) submitted")
+    note(f"ray: submitting {len(jobs)} config(s)")
 
     def on_done(job: _SpecJob, done: _Done) -> None:
         item = items[job.index]

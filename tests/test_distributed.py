@@ -84,20 +84,29 @@ def test_chunked_cv_matches_local(tmp_path: Path, local_cv: Path) -> None:
     assert state["status"] == "finished" and state["finished_models"] == 3 and state["executor"] == "ray"
 
 
-def test_sweep_points_match_local_sweep(tmp_path: Path, spec_path: Path) -> None:
+def test_cli_sweep_with_ray_matches_local_sweep(tmp_path: Path, spec_path: Path) -> None:
+    """`dlrun sweep --executor ray` (through run_points_ray) against run_sweep in this process."""
+    from typer.testing import CliRunner
+
+    from dlrun.cli import app
     from dlrun.sweep import SWEEP_CSV, expand, run_sweep
 
-    base, points = expand(spec_path, ["evaluation.folds=2"], ["training.batch_size=16,32"])
-    local = run_sweep(base, points, tmp_path / "local", lambda p, path, res: runner.execute(p.spec, path).summary)
-    remote = distributed.run_points_ray(base, points, tmp_path / "ray")
+    args = ["sweep", str(spec_path), "--grid", "training.batch_size=16,32", "--set", "evaluation.folds=2"]
+    res = CliRunner().invoke(app, [*args, "--executor", "ray", "--out", str(tmp_path / "ray")])
+    assert res.exit_code == 0, res.output
+    remote = pd.read_csv(tmp_path / "ray" / SWEEP_CSV)
     assert list(remote["status"]) == ["finished", "finished"]
-    assert list(remote.columns) == list(local.columns)
+    assert remote["accuracy_mean"].notna().all()
+
+    base, points = expand(spec_path, ["evaluation.folds=2"], ["training.batch_size=16,32"])
+    run_sweep(base, points, tmp_path / "local", lambda p, path, res: runner.execute(p.spec, path).summary)
     pd.testing.assert_frame_equal(table(tmp_path / "ray" / SWEEP_CSV), table(tmp_path / "local" / SWEEP_CSV))
     assert files(tmp_path / "ray") == files(tmp_path / "local")
     for p in points:
-        pd.testing.assert_frame_equal(
-            table(tmp_path / "ray" / p.folder / "scores.csv"), table(tmp_path / "local" / p.folder / "scores.csv")
-        )
+        for name in ("scores.csv", "history.csv", "predictions.csv"):
+            pd.testing.assert_frame_equal(
+                table(tmp_path / "ray" / p.folder / name), table(tmp_path / "local" / p.folder / name)
+            )
 
 
 def test_batch_records_a_failed_config_and_runs_the_other(tmp_path: Path) -> None:
@@ -113,20 +122,6 @@ def test_batch_records_a_failed_config_and_runs_the_other(tmp_path: Path) -> Non
     assert (tmp_path / "batch" / "good" / "model.keras").is_file()
     csv = pd.read_csv(tmp_path / "batch" / "batch.csv")
     assert list(csv["status"]) == ["finished", "failed"]
-
-
-def test_cli_sweep_with_ray_executor(tmp_path: Path, spec_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from dlrun.cli import app
-
-    out = tmp_path / "sweep"
-    args = ["sweep", str(spec_path), "--grid", "training.batch_size=16,32", "--executor", "ray", "--out", str(out)]
-    res = CliRunner().invoke(app, [*args, "--set", "evaluation.folds=2"])
-    assert res.exit_code == 0, res.output
-    df = pd.read_csv(out / "sweep.csv")
-    assert list(df["status"]) == ["finished", "finished"]
-    assert df["accuracy_mean"].notna().all()
 
 
 # Killing and cancelling tasks kills workers: these run last, so the tests above reuse warm ones.
