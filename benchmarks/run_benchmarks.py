@@ -57,7 +57,8 @@ def main() -> None:
     e = args.epochs
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"dlrun-bench-{os.getpid()}"
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
     )
     print(f"{'case':55s} {'wall':>10s}")
     if "sonar1" in cases:

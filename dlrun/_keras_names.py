@@ -3,7 +3,7 @@
 Generated from keras 3.15.1 by scripts/gen_keras_names.py; a test keeps it in sync.
 """
 
-KERAS_VERSION = "3.15.1"
+KERAS_VERSION = '3.15.1'
 
 LAYERS: tuple[str, ...] = (
     "Activation",
@@ -196,7 +196,6 @@ OPTIMIZERS: tuple[str, ...] = (
     "adamax",
     "adamw",
     "ftrl",
-    "lamb",
     "lion",
     "lossscaleoptimizer",
     "multioptimizer",
@@ -253,11 +252,9 @@ LOSSES: tuple[str, ...] = (
     "dice",
     "hinge",
     "huber",
-    "huber_loss",
     "kl_divergence",
     "kld",
     "log_cosh",
-    "logcosh",
     "mae",
     "mape",
     "mean_absolute_error",
@@ -324,7 +321,6 @@ METRICS: tuple[str, ...] = (
     "TopKCategoricalAccuracy",
     "TrueNegatives",
     "TruePositives",
-    "acc",
     "accuracy",
     "auc",
     "bce",
@@ -336,10 +332,8 @@ METRICS: tuple[str, ...] = (
     "categorical_crossentropy",
     "categorical_focal_crossentropy",
     "categorical_hinge",
-    "ce",
     "concordance_correlation",
     "cosine_similarity",
-    "crossentropy",
     "f1_score",
     "f_beta_score",
     "false_negatives",

@@ -195,11 +195,18 @@ def sweep(
             fail_fast=fail_fast,
             note=reporter.note,
         )
-    main = str(table["main_metric"].dropna().iloc[0]) if "main_metric" in table and table["main_metric"].notna().any() else ""
+    main = (
+        str(table["main_metric"].dropna().iloc[0])
+        if "main_metric" in table and table["main_metric"].notna().any()
+        else ""
+    )
     keys = list(points[0].overrides) if points else []
-    shown = [*keys, *[c for c in (f"{main}_mean", f"{main}_ci_low", f"{main}_ci_high", "status", "duration_s") if c in table]]
+    shown = [
+        *keys,
+        *[c for c in (f"{main}_mean", f"{main}_ci_low", f"{main}_ci_high", "status", "duration_s") if c in table],
+    ]
     _print_frame(table, shown, f"sweep: {sweep_dir}")
-    failed = int((table.get("status") != "finished").sum()) if "status" in table else 0
+    failed = int((table["status"] != "finished").sum()) if "status" in table else len(points)
     if failed:
         err.print(f"{failed} point(s) did not finish", markup=False)
         raise typer.Exit(1)
@@ -466,7 +473,6 @@ def compare(
 ) -> None:
     """Compare runs; two runs on identical splits get the Nadeau–Bengio corrected paired t-test."""
     from dlrun import compare as cmp
-    from dlrun.render import frame_table
 
     paths = cmp.expand_run_dirs(runs)
     result = cmp.compare([cmp.load_run(p) for p in paths], metric)

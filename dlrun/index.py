@@ -133,7 +133,6 @@ def status_rows(runs: list[RunInfo], root: Path) -> list[dict[str, Any]]:
                     first = min((int(e.get("epoch", 0)) for e in done_now), default=1) - 1
                     if epoch > first:
                         eta = fmt_duration(elapsed / (epoch - first) * (total_e - epoch))
-                    done_txt = f"epoch {epoch}/{total_e}"
                 else:
                     folds_now = sum(
                         1 for e in done_now if e.get("event") == "fold" and dt.datetime.fromisoformat(e["time"]) >= t0

@@ -450,11 +450,18 @@ def assemble_cv(
         "seconds_per_model": float(scores["seconds"].mean()),
     }
     for m in prep.metrics:
-        kw = {"repeats": repeats, "n_train": n_train, "n_test": n_test, "confidence": ev.confidence, "mode": ev.mode}
-        summary["metrics"][m] = stats.summarize_metric(scores, m, **kw)
+        summary["metrics"][m] = stats.summarize_metric(
+            scores, m, repeats=repeats, n_train=n_train, n_test=n_test, confidence=ev.confidence, mode=ev.mode
+        )
         summary["metrics"][m]["higher_is_better"] = HIGHER_IS_BETTER[m]
         summary["baseline"]["metrics"][m] = stats.summarize_metric(
-            scores[["repeat", "fold"]].assign(**{m: scores[f"baseline_{m}"]}), m, **kw
+            scores[["repeat", "fold"]].assign(**{m: scores[f"baseline_{m}"]}),
+            m,
+            repeats=repeats,
+            n_train=n_train,
+            n_test=n_test,
+            confidence=ev.confidence,
+            mode=ev.mode,
         )
         summary["train_metrics"][m] = stats.describe(scores[f"train_{m}"].to_numpy(), ev.confidence)
     main = summary["metrics"][prep.main_metric]
@@ -499,7 +506,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
                     continue
                 lines.append(
                     f"| {m} | {est} | {d['n']} | {_fmt(d['mean'])} | {_fmt(d.get('std'))} | {_fmt(d.get('se'))} | "
-                    f"{_fmt(d.get('ci_low'))} | {_fmt(d.get('ci_high'))} | {_fmt(d.get('min'))} | {_fmt(d.get('max'))} |"
+                    f"{_fmt(d.get('ci_low'))} | {_fmt(d.get('ci_high'))} | "
+                    f"{_fmt(d.get('min'))} | {_fmt(d.get('max'))} |"
                 )
         lines += ["", f"No-skill baseline: {summary['baseline']['model']} on the same folds.", ""]
         lines += [f"| metric | mean | {conf}% CI low | {conf}% CI high |", "|---|---|---|---|"]
@@ -662,7 +670,8 @@ def _write_train(
             "metric": prep.main_metric,
             "estimate": "single",
             "text": f"{prep.main_metric} {row.get(prep.main_metric):.4f} on {len(fold.test)} {held} "
-            f"(no-skill baseline {row.get('baseline_' + prep.main_metric):.4f}); one run: no interval — use `dlrun cv` for one",
+            f"(no-skill baseline {row.get('baseline_' + prep.main_metric):.4f}); "
+            "one run: no interval — use `dlrun cv` for one",
         }
     writer.write_summary(summary, summary_markdown(summary))
     for m in _history_metrics(history.assign(repeat=0, fold=0)):
@@ -678,14 +687,12 @@ def _write_train(
         else:
             names = prep.data.target_names
             cols = [(f"true_{n}", f"pred_{n}", n) for n in names] if len(names) > 1 else [("true", "pred", names[0])]
-            writer.plot(
-                "predicted_vs_true",
-                lambda axes: [
+
+            def draw(axes: Any) -> None:
+                for ax, (t, p, n) in zip(axes if len(cols) > 1 else [axes], cols):
                     plots.predicted_vs_true(ax, preds[t].to_numpy(), preds[p].to_numpy(), n)
-                    for ax, (t, p, n) in zip(axes if len(cols) > 1 else [axes], cols)
-                ],
-                ncols=len(cols),
-            )
+
+            writer.plot("predicted_vs_true", draw, ncols=len(cols))
     return summary
 
 

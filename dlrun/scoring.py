@@ -145,10 +145,10 @@ def baseline_scores(
         yt = y_train.to_numpy(dtype=float)
         reg = DummyRegressor(strategy="mean").fit(x_tr, yt)
         pred = reg.predict(x_te)
-        true = y_test.to_numpy(dtype=float)
+        true: np.ndarray = y_test.to_numpy(dtype=float)
         if true.shape[1] == 1:
-            true, pred = true.ravel(), np.asarray(pred).ravel()
-        return score(task, true, pred, None, metrics, None)
+            return score(task, true.ravel(), np.asarray(pred).ravel(), None, metrics, None)
+        return score(task, true, np.asarray(pred), None, metrics, None)
     ytr = y_train.iloc[:, 0].to_numpy()
     clf = DummyClassifier(strategy="most_frequent").fit(x_tr, ytr)
     pred = clf.predict(x_te)

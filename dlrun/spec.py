@@ -419,7 +419,7 @@ def _check_names(raw: dict[str, Any]) -> list[tuple[str, str]]:
                 (f"evaluation.metrics[{j}]", f"must be one of {', '.join(valid)}, got '{m}'{suggest(m, valid)}")
             )
     grid = _sub(raw, "sweep", "grid")
-    for key, values in (grid.items() if isinstance(grid, dict) else []):
+    for key, values in grid.items() if isinstance(grid, dict) else []:
         if isinstance(values, list) and not values:
             problems.append((f"sweep.grid.{key}", "needs at least one value"))
     return problems
@@ -629,7 +629,7 @@ _Loader.add_implicit_resolver(
 
 def load_yaml_text(text: str) -> Any:
     """Parse YAML with :class:`_Loader`."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_Loader)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -1,45 +1,79 @@
-import inspect, keras
-def names(mod, base):
-    out=set()
-    for n,o in vars(mod).items():
-        if inspect.isclass(o) and issubclass(o, base) and not n.startswith("_"):
-            out.add(n)
-    return sorted(out)
-layers = names(keras.layers, keras.layers.Layer)
-opts = names(keras.optimizers, keras.optimizers.Optimizer)
-opt_aliases = ["sgd","adam","adamw","rmsprop","adagrad","adadelta","adamax","nadam","ftrl","lion","lamb","muon"]
-losses = names(keras.losses, keras.losses.Loss)
-loss_fns = [n for n,o in vars(keras.losses).items() if inspect.isfunction(o) and not n.startswith("_") and n not in ("get","serialize","deserialize")]
-loss_alias = ["mse","mae","mape","msle","bce","MSE","MAE","MAPE","MSLE","kld","KLD","huber_loss","logcosh"]
-metrics_cls = names(keras.metrics, keras.metrics.Metric)
-metric_fns = [n for n,o in vars(keras.metrics).items() if inspect.isfunction(o) and not n.startswith("_") and n not in ("get","serialize","deserialize")]
-metric_alias = ["accuracy","acc","crossentropy","ce","mse","mae","mape","msle","MSE","MAE","MAPE","MSLE","auc","AUC"]
-inits = names(keras.initializers, keras.initializers.Initializer)
-init_fns = [n for n in dir(keras.initializers) if not n.startswith("_") and n[0].islower() and n not in ("get","serialize","deserialize")]
-regs = names(keras.regularizers, keras.regularizers.Regularizer)
-reg_fns = ["l1","l2","l1_l2","orthogonal_regularizer"]
-cons = names(keras.constraints, keras.constraints.Constraint)
-con_fns = [n for n in dir(keras.constraints) if not n.startswith("_") and n[0].islower() and n not in ("get","serialize","deserialize")]
-acts = [n for n in dir(keras.activations) if not n.startswith("_") and n not in ("get","serialize","deserialize")]
-cbs = names(keras.callbacks, keras.callbacks.Callback)
-from keras.src import initializers as _i, regularizers as _r, constraints as _c, losses as _l, metrics as _m, optimizers as _o, activations as _a
-inits += list(_i.ALL_OBJECTS_DICT); regs += list(_r.ALL_OBJECTS_DICT); cons += list(_c.ALL_OBJECTS_DICT)
-losses += list(_l.ALL_OBJECTS_DICT); metrics_cls += list(_m.ALL_OBJECTS_DICT); opts += list(_o.ALL_OBJECTS_DICT)
-acts += list(getattr(_a, "ALL_OBJECTS_DICT", {}))
-def fmt(name, items):
-    items = sorted(set(items))
-    body = "".join(f'    "{i}",\n' for i in items)
-    return f"{name}: tuple[str, ...] = (\n{body})\n\n"
-src = '"""Names of Keras classes and functions, so a spec can be checked without importing Keras.\n\nGenerated from keras ' + keras.__version__ + ' by scripts/gen_keras_names.py; a test keeps it in sync.\n"""\n\n'
-src += "KERAS_VERSION = " + repr(keras.__version__) + "\n\n"
-src += fmt("LAYERS", layers)
-src += fmt("OPTIMIZERS", opts + opt_aliases)
-src += fmt("LOSSES", losses + loss_fns + loss_alias)
-src += fmt("METRICS", metrics_cls + metric_fns + metric_alias)
-src += fmt("INITIALIZERS", inits + init_fns)
-src += fmt("REGULARIZERS", regs + reg_fns)
-src += fmt("CONSTRAINTS", cons + con_fns)
-src += fmt("ACTIVATIONS", acts + ["linear"])
-src += fmt("CALLBACKS", cbs)
+"""Regenerate dlrun/_keras_names.py from the installed Keras.
+
+Usage: python scripts/gen_keras_names.py [OUTPUT]
+
+tests/test_keras_names.py checks that the committed table still matches Keras.
+"""
+
+from __future__ import annotations
+
+import inspect
 import sys
-open(sys.argv[1] if len(sys.argv) > 1 else "dlrun/_keras_names.py","w").write(src.rstrip()+"\n")
+from types import ModuleType
+
+import keras
+from keras.src import activations, constraints, initializers, losses, metrics, optimizers, regularizers
+
+SKIP = {"get", "serialize", "deserialize"}
+
+
+def classes(mod: ModuleType, base: type) -> list[str]:
+    """Public subclasses of ``base`` exported by ``mod``."""
+    return [n for n, o in vars(mod).items() if inspect.isclass(o) and issubclass(o, base) and not n.startswith("_")]
+
+
+def functions(mod: ModuleType) -> list[str]:
+    """Public functions exported by ``mod``."""
+    return [n for n, o in vars(mod).items() if inspect.isfunction(o) and not n.startswith("_") and n not in SKIP]
+
+
+def lower_names(mod: ModuleType) -> list[str]:
+    """Public lower-case names exported by ``mod`` (aliases such as ``he_normal``)."""
+    return [n for n in dir(mod) if not n.startswith("_") and n[0].islower() and n not in SKIP]
+
+
+def tables() -> dict[str, list[str]]:
+    """Every table of dlrun/_keras_names.py."""
+    alias = lambda mod: list(getattr(mod, "ALL_OBJECTS_DICT", {}))  # noqa: E731
+    return {
+        "LAYERS": classes(keras.layers, keras.layers.Layer),
+        "OPTIMIZERS": classes(keras.optimizers, keras.optimizers.Optimizer) + alias(optimizers),
+        "LOSSES": classes(keras.losses, keras.losses.Loss) + functions(keras.losses) + alias(losses),
+        "METRICS": classes(keras.metrics, keras.metrics.Metric) + functions(keras.metrics) + alias(metrics),
+        "INITIALIZERS": classes(keras.initializers, keras.initializers.Initializer)
+        + lower_names(keras.initializers)
+        + alias(initializers),
+        "REGULARIZERS": [
+            *classes(keras.regularizers, keras.regularizers.Regularizer),
+            "l1",
+            "l2",
+            "l1_l2",
+            "orthogonal_regularizer",
+            *alias(regularizers),
+        ],
+        "CONSTRAINTS": classes(keras.constraints, keras.constraints.Constraint)
+        + lower_names(keras.constraints)
+        + alias(constraints),
+        "ACTIVATIONS": [*lower_names(keras.activations), "linear", *alias(activations)],
+        "CALLBACKS": classes(keras.callbacks, keras.callbacks.Callback),
+    }
+
+
+def render() -> str:
+    """The source of dlrun/_keras_names.py."""
+    src = (
+        '"""Names of Keras classes and functions, so a spec can be checked without importing Keras.\n\n'
+        f"Generated from keras {keras.__version__} by scripts/gen_keras_names.py; a test keeps it in sync.\n"
+        '"""\n\n'
+        f"KERAS_VERSION = {keras.__version__!r}\n\n"
+    )
+    for name, items in tables().items():
+        body = "".join(f'    "{i}",\n' for i in sorted(set(items)))
+        src += f"{name}: tuple[str, ...] = (\n{body})\n\n"
+    return src.rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    target = sys.argv[1] if len(sys.argv) > 1 else "dlrun/_keras_names.py"
+    with open(target, "w") as fh:
+        fh.write(render())

@@ -129,7 +129,9 @@ def test_train_resumes_mid_training_from_checkpoint(tmp_path: Path) -> None:
         training__checkpoint_every=5,
     )
     ref = tmp_path / "ref"
-    done = subprocess.run([sys.executable, "-m", "dlrun", "train", str(spec), "--out", str(ref)], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "dlrun", "train", str(spec), "--out", str(ref)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
     run = tmp_path / "killed"
@@ -141,7 +143,9 @@ def test_train_resumes_mid_training_from_checkpoint(tmp_path: Path) -> None:
     at = report.read_pickle(ckpt)["epoch"]
     assert 10 <= at < 60
     resumed = subprocess.run(
-        [sys.executable, "-m", "dlrun", "train", str(spec), "--out", str(run), "--resume"], capture_output=True, text=True
+        [sys.executable, "-m", "dlrun", "train", str(spec), "--out", str(run), "--resume"],
+        capture_output=True,
+        text=True,
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     hist = pd.read_csv(run / report.HISTORY)

@@ -93,7 +93,8 @@ class SequentialEngine:
         losses = history.get("loss", [])
         if losses and not np.isfinite(losses[-1]):
             raise RunError(
-                f"the loss became NaN at epoch {job.initial_epoch + len(losses)} of repeat {job.repeat} fold {job.fold}; "
+                f"the loss became NaN at epoch {job.initial_epoch + len(losses)} "
+                f"of repeat {job.repeat} fold {job.fold}; "
                 "lower compile.optimizer's learning_rate, scale the features (preprocessing.scaling), "
                 "or add clipvalue to the optimizer"
             )

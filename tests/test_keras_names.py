@@ -1,0 +1,25 @@
+"""The static Keras name tables must match the installed Keras (regenerate with scripts/gen_keras_names.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from dlrun import _keras_names as kn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_tables_match_installed_keras() -> None:
+    spec = importlib.util.spec_from_file_location("gen_keras_names", ROOT / "scripts" / "gen_keras_names.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    for name, items in gen.tables().items():
+        assert tuple(sorted(set(items))) == getattr(kn, name), f"{name} is stale: run scripts/gen_keras_names.py"
+
+
+def test_aliases_users_write_are_known() -> None:
+    for init in ("normal", "uniform", "he_normal", "glorot_uniform", "zeros"):
+        assert init in kn.INITIALIZERS
+    assert "MaxNorm" in kn.CONSTRAINTS and "Dense" in kn.LAYERS and "EarlyStopping" in kn.CALLBACKS
