@@ -184,7 +184,9 @@ def sweep(
     if base.runtime.executor == "ray":
         from dlrun.distributed import run_points_ray
 
-        table = run_points_ray(base, points, sweep_dir, resume=resume, note=reporter.note)
+        table = run_points_ray(
+            base, points, sweep_dir, resume=resume, fail_fast=fail_fast, note=reporter.note, argv=sys.argv
+        )
     else:
         table = run_sweep(
             base,
@@ -246,7 +248,9 @@ def batch(
     if executor == "ray" or (extra and "runtime.executor=ray" in extra):
         from dlrun.distributed import run_batch_ray
 
-        items = run_batch_ray(paths, batch_dir, extra, resume=resume, fail_fast=fail_fast, note=reporter.note)
+        items = run_batch_ray(
+            paths, batch_dir, extra, resume=resume, fail_fast=fail_fast, note=reporter.note, argv=sys.argv
+        )
     else:
         items = run_batch(paths, batch_dir, run_one, resume=resume, fail_fast=fail_fast, note=reporter.note)
     import pandas as pd

@@ -565,6 +565,7 @@ def run_train(
     *,
     argv: list[str] | None = None,
     smoothing: float = 0.0,
+    data: Dataset | None = None,
 ) -> RunOutcome:
     """Train one model (modes split, validation_split, none) and write every output."""
     reporter = reporter or NullReporter()
@@ -573,7 +574,7 @@ def run_train(
             f"evaluation.mode must be one of {', '.join(TRAIN_MODES)} for `dlrun train`, got '{spec.evaluation.mode}'; "
             "use `dlrun cv` for kfold, repeated_kfold and repeated_split"
         )
-    prep = prepare(spec, reporter)
+    prep = prepare(spec, reporter, data=data)
     writer = report.RunWriter(run_dir)
     state = _begin(spec, writer, "train", 1, argv)
     fold = prep.folds[0]

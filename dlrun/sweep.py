@@ -270,7 +270,8 @@ def _sweep_plots(writer: report.RunWriter, table: pd.DataFrame, points: list[Swe
     for key in keys:
         short = _short(key, keys)
         others = [k for k in keys if k != key]
-        sub = done[[*keys, f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high"]].copy()
+        cols = [c for c in (f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high") if c in done.columns]
+        sub = done[[*keys, *cols]].copy()
         writer.plot(
             f"sweep_{_folder_value(short)}_{metric}",
             lambda ax, sub=sub, key=key, others=others: plots.sweep_metric(ax, sub, key, metric, others=others),

@@ -1339,7 +1339,7 @@ class StackedEngine:
                 out, _, _ = self._forward(params, x, False, ones, tf.ones([m_dim], tf.float32), None)
                 return out
 
-            fn = tf.function(pred, jit_compile=False, autograph=False)
+            fn = tf.function(pred, jit_compile=False, autograph=False, reduce_retracing=True)
             self._fns[("predict",)] = fn
         params = tuple(tf.constant(w) for w in weights)
         block = 4096
