@@ -20,6 +20,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--no-jit", action="store_true")
+    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--optimizer", default="SGD")
     args = ap.parse_args()
 
@@ -58,7 +59,7 @@ def main() -> None:
         train = np.setdiff1d(idx, test)
         jobs.append(FitJob(m // 10, k, 1000 + m, x[train], y[train], x_test=x[test]))
     print(f"setup (imports) {time.perf_counter() - t_import:.2f}s")
-    eng = StackedEngine(spec, "binary", (60,), 1, jit=not args.no_jit)
+    eng = StackedEngine(spec, "binary", (60,), 1, jit=not args.no_jit, threads=args.threads)
     stamps: list[float] = []
     t0 = time.perf_counter()
     res = list(eng.fit(jobs, on_epoch=lambda ev: stamps.append(time.perf_counter())))
