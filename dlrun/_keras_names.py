@@ -3,7 +3,7 @@
 Generated from keras 3.15.1 by scripts/gen_keras_names.py; a test keeps it in sync.
 """
 
-KERAS_VERSION = '3.15.1'
+KERAS_VERSION = "3.15.1"
 
 LAYERS: tuple[str, ...] = (
     "Activation",

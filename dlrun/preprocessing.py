@@ -39,7 +39,8 @@ def make_scaler(name: str) -> Any:
     raise DataError(f"unknown scaling '{name}'; use standard, minmax, robust, power or none")
 
 
-def _is_categorical_dtype(s: pd.Series) -> bool:
+def _is_categorical_dtype(s: pd.Series | Any) -> bool:
+    """Whether a column (or a dtype) holds labels rather than numbers (bool counts as labels)."""
     return not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)
 
 
@@ -51,7 +52,8 @@ class Preprocessor:
         task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
 
     Attributes:
-        features_: The fitted ColumnTransformer for tabular data (None for images).
+        features_: The fitted ColumnTransformer for tables with categorical columns (else None).
+        numeric_pipeline_: The fitted imputer/scaler pipeline of the numeric columns.
         image_scaler_: The fitted scaler for images that end up 2-D (None otherwise).
         target_scaler_: The fitted StandardScaler/MinMaxScaler of a regression target, or None.
         classes_: Sorted original class labels, shape (n_classes,), for classification; None for regression.
@@ -65,6 +67,7 @@ class Preprocessor:
         self.spec = spec
         self.task = task
         self.features_: ColumnTransformer | None = None
+        self.numeric_pipeline_: Pipeline | None = None
         self.image_scaler_: Any = None
         self.target_scaler_: StandardScaler | MinMaxScaler | None = None
         self.classes_: np.ndarray | None = None
@@ -135,14 +138,15 @@ class Preprocessor:
         self._is_image = False
         spec = self.spec
         columns = list(X.columns)
+        dtypes = X.dtypes  # per-dtype checks: indexing 60 columns one by one cost more than the scaler
         if spec.categorical == "auto":
-            categorical = [c for c in columns if _is_categorical_dtype(X[c])]
+            categorical = [c for c, dt in dtypes.items() if _is_categorical_dtype(dt)]
         elif spec.categorical == "none":
             categorical = []
         else:
             categorical = list(dict.fromkeys(_resolve(ref, columns) for ref in spec.categorical))
         numeric = [c for c in columns if c not in categorical]
-        non_numeric = [c for c in numeric if _is_categorical_dtype(X[c])]
+        non_numeric = [c for c in numeric if _is_categorical_dtype(dtypes[c])]
         if non_numeric:
             examples = ", ".join(f"{c} (e.g. {X[c].dropna().iloc[0]!r})" for c in non_numeric[:5] if X[c].notna().any())
             raise DataError(
@@ -154,12 +158,27 @@ class Preprocessor:
             self._check_no_nans(X, "training rows")
 
         transformers: list[tuple[str, Any, list[str]]] = []
+        self.numeric_pipeline_ = None
         if numeric:
             steps: list[tuple[str, Any]] = []
             if spec.impute != "none":
                 steps.append(("impute", SimpleImputer(strategy=spec.impute)))
             steps.append(("scale", make_scaler(spec.scaling)))
-            transformers.append(("num", Pipeline(steps), numeric))
+            self.numeric_pipeline_ = Pipeline(steps)
+            transformers.append(("num", self.numeric_pipeline_, numeric))
+        self.feature_names_in_ = columns
+        self.numeric_columns_ = numeric
+        self.categorical_columns_ = categorical
+        if not categorical and self.numeric_pipeline_ is not None:
+            # All-numeric tables skip the ColumnTransformer: its per-call pandas overhead dominated
+            # cross-validation runs of hundreds of small folds.
+            self.features_ = None
+            try:
+                out = self.numeric_pipeline_.fit_transform(X[numeric].to_numpy(dtype=np.float64))
+            except ValueError as exc:
+                raise DataError(f"could not fit the feature preprocessing: {exc}") from None
+            self._input_shape = (int(np.asarray(out).shape[1]),)
+            return
         if categorical:
             cat_steps: list[tuple[str, Any]] = []
             if spec.impute != "none":
@@ -310,6 +329,11 @@ class Preprocessor:
                 f"the model was trained on: {', '.join(self.feature_names_in_)}"
             )
         frame = frame[self.feature_names_in_]
+        if self.features_ is None and self.numeric_pipeline_ is not None:
+            values = frame.to_numpy(dtype=np.float64)
+            if self.spec.impute == "none" and np.isnan(values).any():
+                self._check_no_nans(frame, "rows to transform")
+            return np.asarray(self.numeric_pipeline_.transform(values), dtype=np.float32)
         if self.spec.impute == "none":
             # scikit-learn scalers pass NaN through silently, which would turn into NaN predictions
             self._check_no_nans(frame, "rows to transform")

@@ -115,7 +115,7 @@ def read_json(path: Path) -> Any:
 def save_figure(fig: Any, path: Path) -> None:
     """Save a matplotlib figure as PNG atomically."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=110)
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
@@ -207,7 +207,7 @@ class RunWriter:
         """Make a figure with ``ncols`` axes, let ``draw(axes)`` fill it, save ``plots/<name>.png``."""
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(size[0] * ncols, size[1]))
+        fig = Figure(figsize=(size[0] * ncols, size[1]), layout="constrained")
         axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
         draw(axes if ncols > 1 else axes[0])
         path = self.path / PLOTS / f"{name}.png"

@@ -337,11 +337,15 @@ def run_cv(
                 reporter.start(spec.name, len(prep.folds), spec.training.epochs, done_models=len(parts))
                 state["finished_models"] = len(parts)
                 writer.write_state(state)
+                last_state = time.monotonic()
                 for fold, part in _train_folds(prep, engine, pending, reporter):
                     writer.write_part(fold.repeat, fold.fold, part)
                     parts[fold.key] = part
                     state["finished_models"] = len(parts)
-                    writer.write_state(state)
+                    # state.json is a progress display; the parts are the record, so rewrite it at most 2/s
+                    if time.monotonic() - last_state > 0.5 or len(parts) == len(prep.folds):
+                        writer.write_state(state)
+                        last_state = time.monotonic()
                     writer.append_progress(
                         {"event": "fold", "repeat": fold.repeat, "fold": fold.fold, "scores": _main_scores(prep, part)}
                     )

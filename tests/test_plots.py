@@ -34,8 +34,12 @@ def _history(runs: int = 3, epochs: int = 5) -> pd.DataFrame:
 def test_learning_curve(smoothing: float) -> None:
     ax = _ax()
     plots.learning_curve(ax, _history(), "loss", smoothing=smoothing)
-    assert len(ax.lines) >= 2 * 3 + 2  # thin runs + two means
-    assert len(ax.collections) == 2  # two ±1 SD bands
+    from matplotlib.collections import LineCollection
+
+    assert len(ax.lines) == 2  # the train and validation means
+    runs = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert [len(c.get_segments()) for c in runs] == [3, 3]  # every run drawn thinly, train and validation
+    assert len(ax.collections) - len(runs) == 2  # two ±1 SD bands
 
 
 def test_learning_curve_single_run_and_errors() -> None:

@@ -34,8 +34,8 @@ def test_scaler_sees_only_training_rows(scaling: str) -> None:
     y = pd.DataFrame({"t": np.r_[np.zeros(20), np.ones(20)]})
     train = X.iloc[:30]
     pre = Preprocessor(_spec(scaling=scaling), "binary").fit(train, y.iloc[:30])
-    assert pre.features_ is not None
-    scaler = pre.features_.named_transformers_["num"].named_steps["scale"]
+    assert pre.numeric_pipeline_ is not None
+    scaler = pre.numeric_pipeline_.named_steps["scale"]
     if scaling == "standard":
         np.testing.assert_allclose(scaler.mean_, train.mean().to_numpy())
         assert scaler.mean_[0] != pytest.approx(X["a"].mean())
@@ -53,8 +53,8 @@ def test_imputer_and_target_scaler_see_only_training_rows() -> None:
     y = pd.DataFrame({"t": [1.0, 2.0, 3.0, SENTINEL, SENTINEL]})
     pre = Preprocessor(_spec(impute="mean", target={"transform": "standard"}), "regression")
     pre.fit(X.iloc[:3], y.iloc[:3])
-    assert pre.features_ is not None
-    imputer = pre.features_.named_transformers_["num"].named_steps["impute"]
+    assert pre.numeric_pipeline_ is not None
+    imputer = pre.numeric_pipeline_.named_steps["impute"]
     assert imputer.statistics_[0] == pytest.approx(2.0)
     assert pre.target_scaler_ is not None
     assert pre.target_scaler_.mean_[0] == pytest.approx(2.0)

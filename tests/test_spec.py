@@ -294,7 +294,6 @@ def test_dense_units_must_be_a_positive_integer(units: Any) -> None:
 # ----------------------------------------------------------------------------- YAML files
 
 
-
 @pytest.mark.parametrize("text", ["1e-3", "1.0e12", "5E-4"])
 def test_exponent_floats_in_yaml_are_numbers(spec_file: Any, text: str) -> None:
     path = spec_file(tiny_spec("binary"))
