@@ -140,7 +140,7 @@ class Preprocessor:
         columns = list(X.columns)
         dtypes = X.dtypes  # per-dtype checks: indexing 60 columns one by one cost more than the scaler
         if spec.categorical == "auto":
-            categorical = [c for c, dt in dtypes.items() if _is_categorical_dtype(dt)]
+            categorical = [str(c) for c, dt in dtypes.items() if _is_categorical_dtype(dt)]
         elif spec.categorical == "none":
             categorical = []
         else:
