@@ -165,6 +165,21 @@ def _named_entry(v: Any, what: str) -> tuple[str, dict[str, Any]]:
     raise ValueError(f"must be a {what} name or a one-key mapping {{Name: {{args}}}}, got {v!r}")
 
 
+def _normalise_entries(v: Any, what: str) -> Any:
+    """Turn each ``"Name"`` of a list into ``{Name: {}}``; malformed entries stay for the name checks to report."""
+    if not isinstance(v, list):
+        return v
+    out: list[Any] = []
+    for entry in v:
+        try:
+            name, args = _named_entry(entry, what)
+        except ValueError:
+            out.append(entry)
+            continue
+        out.append({name: args})
+    return out
+
+
 class ModelSpec(_Section):
     """The layer stack: an ordered list of ``{LayerClass: {constructor args}}``."""
 
@@ -173,17 +188,7 @@ class ModelSpec(_Section):
     @field_validator("layers", mode="before")
     @classmethod
     def _normalise(cls, v: Any) -> Any:
-        if not isinstance(v, list):
-            return v
-        out: list[Any] = []
-        for entry in v:
-            try:
-                name, args = _named_entry(entry, "layer")
-            except ValueError:
-                out.append(entry)
-                continue
-            out.append({name: args})
-        return out
+        return _normalise_entries(v, "layer")
 
     @property
     def entries(self) -> list[tuple[str, dict[str, Any]]]:
@@ -232,17 +237,7 @@ class TrainingSpec(_Section):
     @field_validator("callbacks", mode="before")
     @classmethod
     def _normalise(cls, v: Any) -> Any:
-        if not isinstance(v, list):
-            return v
-        out: list[Any] = []
-        for entry in v:
-            try:
-                name, args = _named_entry(entry, "callback")
-            except ValueError:
-                out.append(entry)
-                continue
-            out.append({name: args})
-        return out
+        return _normalise_entries(v, "callback")
 
     @property
     def callback_entries(self) -> list[tuple[str, dict[str, Any]]]:
