@@ -287,6 +287,7 @@ def run_cv_ray(
     driver_spec = spec
     if spec.runtime.device == "gpu":
         driver_spec = spec.model_copy(update={"runtime": spec.runtime.model_copy(update={"device": "auto"})})
+    previous = (writer.read_state() or {}).get("engine")
     state = runner._begin(driver_spec, writer, "cv", len(prep.folds), argv)
     if driver_spec is not spec:
         writer.write_config(resolved_dict(spec))
@@ -298,7 +299,9 @@ def run_cv_ray(
     try:
         with runner._StopSignals():
             if pending:
-                engine_name = runner.choose_engine(prep, reporter, len(pending)).name
+                engine_name = runner.choose_engine(
+                    prep, reporter, len(pending), previous=previous if parts else None
+                ).name
                 state["engine"] = engine_name
                 reporter.start(spec.name, len(prep.folds), spec.training.epochs, done_models=len(parts))
                 state["finished_models"] = len(parts)

@@ -197,16 +197,30 @@ def predictions_frame(
 
 
 # ----------------------------------------------------------------------------- engines
-def choose_engine(prep: Prepared, reporter: Reporter, n_models: int, keep_model: bool = False) -> Any:
-    """The engine ``runtime.engine`` asks for; ``auto`` picks stacked whenever it can."""
+def choose_engine(
+    prep: Prepared, reporter: Reporter, n_models: int, keep_model: bool = False, previous: str | None = None
+) -> Any:
+    """The engine ``runtime.engine`` asks for; ``auto`` picks stacked whenever it can.
+
+    Args:
+        prep: The prepared run.
+        reporter: Where the fallback line goes.
+        n_models: How many models are to be trained.
+        keep_model: The caller needs the Keras model (``dlrun train``): sequential.
+        previous: The engine that trained the folds already saved (resume); ``auto`` keeps it,
+            because the two engines draw different (equally valid) random streams and a resumed
+            run must end with exactly the results of an uninterrupted one.
+    """
     from dlrun.engines.sequential import SequentialEngine
 
-    want = prep.spec.runtime.engine
+    want: str = prep.spec.runtime.engine
+    if want == "auto" and previous in ("stacked", "sequential"):
+        want = previous
     if want in ("auto", "stacked") and not keep_model:
         from dlrun.engines.stacked import StackedEngine, unsupported_reason
 
         reason = unsupported_reason(prep.spec, prep.task)
-        if reason is None and (want == "stacked" or n_models > 1):
+        if reason is None:
             return StackedEngine(prep.spec, prep.task, prep.input_shape, prep.n_outputs)
         if reason is not None:
             if want == "stacked":
@@ -324,6 +338,7 @@ def run_cv(
     prep = prep or prepare(spec, reporter)
     writer = report.RunWriter(run_dir)
     writer.write_table(report.FOLDS, folds_table(prep.folds))
+    previous = (writer.read_state() or {}).get("engine")
     state = _begin(spec, writer, "cv", len(prep.folds), argv)
     parts = writer.read_parts()
     pending = [f for f in prep.folds if f.key not in parts]
@@ -331,7 +346,7 @@ def run_cv(
     try:
         with _StopSignals():
             if pending:
-                engine = choose_engine(prep, reporter, len(pending))
+                engine = choose_engine(prep, reporter, len(pending), previous=previous if parts else None)
                 engine_name = engine.name
                 state["engine"] = engine_name
                 reporter.start(spec.name, len(prep.folds), spec.training.epochs, done_models=len(parts))

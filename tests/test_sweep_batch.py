@@ -1,0 +1,142 @@
+"""Sweeps, batches and the run index: expansion, validation, failures, listings, clean."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import tiny_spec, write_spec
+
+from dlrun import report
+from dlrun.cli import main
+from dlrun.errors import SpecError
+from dlrun.sweep import expand, parse_grid
+
+
+def run_main(args: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    code = info.value.code
+    return (0 if code is None else int(code)), out, err
+
+
+# ----------------------------------------------------------------------------- expansion
+def test_grid_values_are_yaml_and_lists_stay_whole() -> None:
+    grid = parse_grid(["training.batch_size=16,32", "x.y=[8,8],[16,16]", "compile.optimizer=adam,sgd"])
+    assert grid == {"training.batch_size": [16, 32], "x.y": [[8, 8], [16, 16]], "compile.optimizer": ["adam", "sgd"]}
+
+
+def test_expand_every_combination_named_by_its_overrides(tmp_path: Path) -> None:
+    raw = tiny_spec(compile={"optimizer": {"SGD": {"learning_rate": 0.1}}})
+    raw["sweep"] = {"grid": {"training.batch_size": [16, 32, 64]}}
+    path = write_spec(tmp_path / "s.yaml", raw)
+    _, points = expand(path, [], ["compile.optimizer.SGD.learning_rate=1e-3,0.01"])
+    assert len(points) == 6
+    assert [p.folder for p in points[:2]] == ["batch_size=16,learning_rate=0.001", "batch_size=16,learning_rate=0.01"]
+    assert points[1].spec.compile.optimizer == {"SGD": {"learning_rate": 0.01}}
+    assert points[5].spec.training.batch_size == 64
+    assert all(p.spec.sweep is None for p in points)
+
+
+def test_expand_validates_every_point_before_running(tmp_path: Path) -> None:
+    path = write_spec(tmp_path / "s.yaml", tiny_spec())
+    with pytest.raises(SpecError) as info:
+        expand(path, [], ["training.batch_size=16,-1", "training.epoch=3"])
+    text = str(info.value)
+    assert "batch_size" in text and "greater than 0" in text
+    assert "unknown key 'epoch'" in text and "did you mean 'epochs'" in text
+
+
+def test_sweep_cli_runs_writes_table_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_spec(tmp_path / "s.yaml", tiny_spec(mode="kfold", evaluation={"folds": 3}, epochs=2))
+    out = tmp_path / "sweep"
+    code, stdout, err = run_main(
+        ["sweep", path, "--grid", "training.batch_size=16,32", "--grid", "compile.optimizer=adam,sgd", "--out", out],
+        capsys,
+    )
+    assert code == 0, err
+    table = pd.read_csv(out / "sweep.csv")
+    assert len(table) == 4 and set(table["status"]) == {"finished"}
+    for col in ("training.batch_size", "compile.optimizer", "accuracy_mean", "accuracy_ci_low", "accuracy_ci_high"):
+        assert col in table.columns
+    assert (out / "batch_size=16,optimizer=adam" / report.SCORES).exists()
+    plots = {p.name for p in (out / "plots").glob("*.png")}
+    assert "sweep_batch_size_accuracy.png" in plots and "sweep_optimizer_accuracy.png" in plots
+    assert "curves_loss.png" in plots
+    # resume skips finished points
+    code, stdout, _ = run_main(
+        ["sweep", path, "--grid", "training.batch_size=16,32", "--grid", "compile.optimizer=adam,sgd", "--out", out,
+         "--resume"],
+        capsys,
+    )
+    assert code == 0 and stdout.count("finished earlier, skipped") == 4
+
+
+# ----------------------------------------------------------------------------- batches
+def test_batch_goes_on_after_a_failure_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_spec(tmp_path / "configs" / "a_good.yaml", tiny_spec(epochs=2))
+    bad_raw = tiny_spec()
+    bad_raw["data"] = {"source": str(tmp_path / "missing.csv")}
+    write_spec(tmp_path / "configs" / "b_bad.yaml", bad_raw)
+    also = write_spec(tmp_path / "configs" / "c_good.yaml", tiny_spec("regression", epochs=2))
+    out = tmp_path / "batch"
+    code, stdout, _ = run_main(["batch", str(tmp_path / "configs" / "*.yaml"), "--out", out], capsys)
+    assert code == 1
+    table = pd.read_csv(out / "batch.csv")
+    assert list(table["status"]) == ["finished", "failed", "finished"]
+    assert "missing.csv" in table.loc[1, "error"]
+    assert (out / good.stem / report.SUMMARY_JSON).exists() and (out / also.stem / report.SUMMARY_JSON).exists()
+    assert "failed" in stdout
+    # --fail-fast stops at the failure
+    out2 = tmp_path / "batch2"
+    code, _, _ = run_main(["batch", str(tmp_path / "configs" / "*.yaml"), "--out", out2, "--fail-fast"], capsys)
+    assert code == 1
+    assert list(pd.read_csv(out2 / "batch.csv")["status"]) == ["finished", "failed", "pending"]
+
+
+def test_batch_resume_skips_finished(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_spec(tmp_path / "one.yaml", tiny_spec(epochs=2))
+    out = tmp_path / "batch"
+    assert run_main(["batch", cfg, "--out", out, "--resume"], capsys)[0] == 0
+    code, stdout, _ = run_main(["batch", cfg, "--out", out, "--resume"], capsys)
+    assert code == 0 and "finished earlier, skipped" in stdout
+    code, _, err = run_main(["batch", cfg, "--out", out], capsys)
+    assert code == 2 and "--resume" in err
+
+
+# ----------------------------------------------------------------------------- index
+def _fake_run(root: Path, name: str, status: str, summary: dict[str, Any] | None = None) -> Path:
+    path = root / name / "20260101-000000"
+    path.mkdir(parents=True)
+    state = {"name": name, "command": "cv", "mode": "kfold", "status": status, "started": "2026-01-01T00:00:00+00:00",
+             "ended": "2026-01-01T00:01:05+00:00", "total_models": 10, "finished_models": 10}
+    (path / report.STATE).write_text(json.dumps(state))
+    if summary:
+        (path / report.SUMMARY_JSON).write_text(json.dumps(summary))
+    return path
+
+
+def test_runs_lists_and_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    block = {"folds": {"mean": 0.8}, "corrected": {"mean": 0.86, "ci_low": 0.8, "ci_high": 0.9}, "headline": "corrected"}
+    _fake_run(tmp_path, "good", "finished", {"main_metric": "accuracy", "metrics": {"accuracy": block}})
+    _fake_run(tmp_path, "broken", "failed")
+    csv = tmp_path / "runs.csv"
+    code, stdout, _ = run_main(["runs", tmp_path, "--csv", csv], capsys)
+    assert code == 0
+    df = pd.read_csv(csv)
+    assert set(df["status"]) == {"finished", "failed"}
+    assert "accuracy 0.8600 [0.8000, 0.9000]" in set(df["result"].fillna(""))
+    assert "1m05s" in stdout
+
+
+def test_clean_removes_failed_and_dead_runs_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keep = _fake_run(tmp_path, "good", "finished")
+    failed = _fake_run(tmp_path, "bad", "failed")
+    dead = _fake_run(tmp_path, "dead", "running")  # no live process holds its lock
+    code, stdout, _ = run_main(["clean", tmp_path, "--yes"], capsys)
+    assert code == 0 and "removed 2 run(s)" in stdout
+    assert keep.exists() and not failed.exists() and not dead.exists()
