@@ -228,6 +228,7 @@ def batch(
     """Run configs in turn (train or cv by their mode); go on after a failure; exit 1 if any failed."""
     from dlrun import report
     from dlrun.batch import expand_configs, run_batch
+    from dlrun.progress import fmt_duration
     from dlrun.runner import execute
     from dlrun.runtime import quiet_tensorflow
     from dlrun.spec import load_spec
@@ -260,7 +261,7 @@ def batch(
             {
                 "config": str(i.config),
                 "status": i.status,
-                "seconds": round(i.seconds, 1),
+                "time": fmt_duration(i.seconds),
                 "result / error": i.error or i.headline,
             }
             for i in items

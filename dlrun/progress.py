@@ -150,10 +150,11 @@ class PlainReporter:
         self.clock.epoch_now = 0
         r, f = key
         shown = " ".join(f"{k}={v:.4g}" for k, v in list(scores.items())[:4])
+        shown = f"{shown} | " if shown else ""
         if self.log_every == 0 or self.clock.models_in_flight == 1:
             self._line(
                 f"{self.run} | repeat {r + 1} fold {f + 1} done ({self.clock.done_models}/{self.clock.total}) | "
-                f"{shown} | {fmt_duration(seconds)} | eta {fmt_duration(self.clock.eta())}"
+                f"{shown}{fmt_duration(seconds)} | eta {fmt_duration(self.clock.eta())}"
             )
 
     def finish(self) -> None:

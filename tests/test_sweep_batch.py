@@ -69,8 +69,17 @@ def test_sweep_cli_runs_writes_table_and_plots(tmp_path: Path, capsys: pytest.Ca
     assert "curves_loss.png" in plots
     # resume skips finished points
     code, stdout, _ = run_main(
-        ["sweep", path, "--grid", "training.batch_size=16,32", "--grid", "compile.optimizer=adam,sgd", "--out", out,
-         "--resume"],
+        [
+            "sweep",
+            path,
+            "--grid",
+            "training.batch_size=16,32",
+            "--grid",
+            "compile.optimizer=adam,sgd",
+            "--out",
+            out,
+            "--resume",
+        ],
         capsys,
     )
     assert code == 0 and stdout.count("finished earlier, skipped") == 4
@@ -112,8 +121,16 @@ def test_batch_resume_skips_finished(tmp_path: Path, capsys: pytest.CaptureFixtu
 def _fake_run(root: Path, name: str, status: str, summary: dict[str, Any] | None = None) -> Path:
     path = root / name / "20260101-000000"
     path.mkdir(parents=True)
-    state = {"name": name, "command": "cv", "mode": "kfold", "status": status, "started": "2026-01-01T00:00:00+00:00",
-             "ended": "2026-01-01T00:01:05+00:00", "total_models": 10, "finished_models": 10}
+    state = {
+        "name": name,
+        "command": "cv",
+        "mode": "kfold",
+        "status": status,
+        "started": "2026-01-01T00:00:00+00:00",
+        "ended": "2026-01-01T00:01:05+00:00",
+        "total_models": 10,
+        "finished_models": 10,
+    }
     (path / report.STATE).write_text(json.dumps(state))
     if summary:
         (path / report.SUMMARY_JSON).write_text(json.dumps(summary))
@@ -121,7 +138,11 @@ def _fake_run(root: Path, name: str, status: str, summary: dict[str, Any] | None
 
 
 def test_runs_lists_and_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    block = {"folds": {"mean": 0.8}, "corrected": {"mean": 0.86, "ci_low": 0.8, "ci_high": 0.9}, "headline": "corrected"}
+    block = {
+        "folds": {"mean": 0.8},
+        "corrected": {"mean": 0.86, "ci_low": 0.8, "ci_high": 0.9},
+        "headline": "corrected",
+    }
     _fake_run(tmp_path, "good", "finished", {"main_metric": "accuracy", "metrics": {"accuracy": block}})
     _fake_run(tmp_path, "broken", "failed")
     csv = tmp_path / "runs.csv"
