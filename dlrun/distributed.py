@@ -391,6 +391,7 @@ def _train_chunks(
             writer.append_progress({"event": "chunk_failed", "folds": [list(f.key) for f in chunk], "error": why})
         else:
             for result in results:
+                runner.check_finite(result)
                 key = (result.repeat, result.fold)
                 fold = by_key[key]
                 part = runner.score_fold(prep, fold, pres.pop(key), result)

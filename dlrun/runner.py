@@ -21,7 +21,7 @@ import pandas as pd
 from dlrun import report, stats
 from dlrun.datasets import Dataset, load_dataset
 from dlrun.engines.base import FitJob, FitResult
-from dlrun.errors import InputError, Interrupted, SpecError
+from dlrun.errors import InputError, Interrupted, RunError, SpecError
 from dlrun.models import default_eval_metrics
 from dlrun.preprocessing import Preprocessor
 from dlrun.progress import NullReporter, Reporter
@@ -407,8 +407,23 @@ def _train_folds(
         jobs.append(job)
         pres[fold.key] = pre
     for result in engine.fit(jobs, reporter.epoch):
+        check_finite(result)
         key = (result.repeat, result.fold)
         yield by_key[key], score_fold(prep, by_key[key], pres.pop(key), result)
+
+
+def check_finite(result: FitResult) -> None:
+    """A model whose loss diverged fails the run with the sequential engine's message, never silently."""
+    losses = np.asarray(result.history.get("loss", []), dtype=float)
+    bad = np.flatnonzero(~np.isfinite(losses))
+    outputs_bad = result.test_pred is not None and not np.isfinite(result.test_pred).all()
+    if len(bad) or outputs_bad:
+        epoch = int(bad[0]) + 1 + (result.epochs_run - len(losses)) if len(bad) else result.epochs_run
+        raise RunError(
+            f"the loss became NaN at epoch {epoch} of repeat {result.repeat} fold {result.fold}; "
+            "lower compile.optimizer's learning_rate, scale the features (preprocessing.scaling), "
+            "or add clipvalue to the optimizer"
+        )
 
 
 def folds_table(folds: list[Fold]) -> pd.DataFrame:

@@ -492,3 +492,21 @@ def test_version() -> None:
     from dlrun import __version__
 
     assert f"dlrun {__version__}" in invoke(["--version"]).stdout
+
+
+def test_stacked_nan_loss_fails_the_run_clearly(
+    spec_file: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tiny_spec(
+        "regression",
+        mode="kfold",
+        epochs=3,
+        evaluation={"folds": 2},
+        compile={"optimizer": {"SGD": {"learning_rate": 1e12}}},
+        runtime={"engine": "stacked"},
+    )
+    out = tmp_path / "run"
+    code, _, err = run_main(["cv", spec_file(raw), "--out", out], capsys)
+    assert code == 1
+    assert "loss became NaN" in err and "learning_rate" in err
+    assert json.loads((out / "state.json").read_text())["status"] == "failed"
