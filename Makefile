@@ -35,7 +35,7 @@ lint: install
 	$(BIN)/mypy dlrun
 
 run: install
-	$(BIN)/dlrun train configs/quickstart.yaml --out outputs/quickstart
+	$(BIN)/dlrun train configs/quickstart.yaml
 
 # Every config in turn; a killed batch continues where it stopped (make again).
 batch: install

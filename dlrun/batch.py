@@ -50,6 +50,33 @@ class BatchItem:
 RunConfig = Callable[[Path, Path, bool], dict[str, Any]]
 
 
+def plan_items(configs: list[Path], batch_dir: Path) -> list[BatchItem]:
+    """One item per config, in ``batch_dir/<stem>`` (``<parent>_<stem>`` where two stems clash)."""
+    items = [BatchItem(c, batch_dir / c.stem) for c in configs]
+    stems = [i.folder.name for i in items]
+    for i in items:
+        if stems.count(i.folder.name) > 1:
+            i.folder = batch_dir / f"{i.config.parent.name}_{i.config.stem}"
+    return items
+
+
+def previous_status(item: BatchItem, n: int, total: int, resume: bool, note: Callable[[str], None]) -> str | None:
+    """The status a config's folder already records; a finished one is marked skipped under ``resume``.
+
+    Raises:
+        InputError: The folder holds a run and ``resume`` was not asked for.
+    """
+    state_path = item.folder / report.STATE
+    status = report.read_json(state_path).get("status") if state_path.exists() else None
+    if status == "finished" and resume:
+        item.status = "finished"
+        item.headline = "finished earlier, skipped"
+        note(f"[{n + 1}/{total}] {item.config}: finished earlier, skipped")
+    elif status is not None and not resume:
+        raise InputError(f"{item.folder} already holds a run; add --resume to continue the batch, or use another --out")
+    return None if status is None else str(status)
+
+
 def run_batch(
     configs: list[Path],
     batch_dir: Path,
@@ -69,23 +96,11 @@ def run_batch(
         fail_fast: Stop at the first failure.
         note: Where one-line remarks go.
     """
-    items = [BatchItem(c, batch_dir / c.stem) for c in configs]
-    stems = [i.folder.name for i in items]
-    for i in items:
-        if stems.count(i.folder.name) > 1:
-            i.folder = batch_dir / f"{i.config.parent.name}_{i.config.stem}"
+    items = plan_items(configs, batch_dir)
     for n, item in enumerate(items):
-        state_path = item.folder / report.STATE
-        status = report.read_json(state_path).get("status") if state_path.exists() else None
-        if status == "finished" and resume:
-            item.status = "finished"
-            item.headline = "finished earlier, skipped"
-            note(f"[{n + 1}/{len(items)}] {item.config}: finished earlier, skipped")
+        status = previous_status(item, n, len(items), resume, note)
+        if item.status == "finished":
             continue
-        if status is not None and not resume:
-            raise InputError(
-                f"{item.folder} already holds a run; add --resume to continue the batch, or use another --out"
-            )
         note(f"[{n + 1}/{len(items)}] {item.config} -> {item.folder}")
         t0 = time.perf_counter()
         try:

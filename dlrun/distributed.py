@@ -764,26 +764,15 @@ def run_batch_ray(
         InputError: A config's folder already holds a run and ``resume`` is off.
         Interrupted: Ctrl-C or SIGTERM (outstanding configs are cancelled and marked).
     """
-    from dlrun.batch import BatchItem, _write
+    from dlrun.batch import _write, plan_items, previous_status
     from dlrun.spec import load_spec
 
-    items = [BatchItem(c, batch_dir / c.stem) for c in configs]
-    stems = [i.folder.name for i in items]
-    for item in items:
-        if stems.count(item.folder.name) > 1:
-            item.folder = batch_dir / f"{item.config.parent.name}_{item.config.stem}"
+    items = plan_items(configs, batch_dir)
     jobs: list[_SpecJob] = []
     for n, item in enumerate(items):
-        status = _state_of(item.folder).get("status")
-        if status == "finished" and resume:
-            item.status = "finished"
-            item.headline = "finished earlier, skipped"
-            note(f"[{n + 1}/{len(items)}] {item.config}: finished earlier, skipped")
+        previous_status(item, n, len(items), resume, note)
+        if item.status == "finished":
             continue
-        if status is not None and not resume:
-            raise InputError(
-                f"{item.folder} already holds a run; add --resume to continue the batch, or use another --out"
-            )
         try:
             spec = load_spec(item.config, list(extra_overrides))
         except DlrunError as exc:
