@@ -608,8 +608,12 @@ def run_train(
             f"evaluation.mode must be one of {', '.join(TRAIN_MODES)} for `dlrun train`, got '{spec.evaluation.mode}'; "
             "use `dlrun cv` for kfold, repeated_kfold and repeated_split"
         )
-    prep = prepare(spec, reporter, data=data)
     writer = report.RunWriter(run_dir)
+    old = writer.read_state() or {}
+    if old.get("status") == "finished" and writer.file(report.SUMMARY_JSON).exists():
+        reporter.note(f"{run_dir}: finished earlier; nothing to resume")
+        return RunOutcome(run_dir, report.read_json(writer.file(report.SUMMARY_JSON)), str(old.get("engine", "")))
+    prep = prepare(spec, reporter, data=data)
     state = _begin(spec, writer, "train", 1, argv)
     fold = prep.folds[0]
     try:

@@ -203,3 +203,21 @@ def test_status_reads_a_running_job(tmp_path: Path) -> None:
         proc.wait()
     res = subprocess.run([sys.executable, "-m", "dlrun", "status", str(root)], capture_output=True, text=True)
     assert "dead" in res.stdout  # recorded running, but no live process holds the lock
+
+
+def test_resuming_a_finished_train_run_changes_nothing(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "done", evaluation={"mode": "split", "test_size": 0.25}, training__epochs=3)
+    run = tmp_path / "run"
+    first = subprocess.run(
+        [sys.executable, "-m", "dlrun", "train", str(spec), "--out", str(run)], capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr
+    before = (run / report.PREDICTIONS).read_bytes(), (run / report.SUMMARY_JSON).read_bytes()
+    again = subprocess.run(
+        [sys.executable, "-m", "dlrun", "train", str(spec), "--out", str(run), "--resume"],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "finished earlier" in again.stdout
+    assert ((run / report.PREDICTIONS).read_bytes(), (run / report.SUMMARY_JSON).read_bytes()) == before
