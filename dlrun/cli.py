@@ -99,11 +99,7 @@ def _load(config: Path, sets: list[str] | None) -> Any:
 def _print_summary(summary: dict[str, Any], path: Path) -> None:
     from dlrun.render import cv_summary_table, train_summary_table
 
-    table = cv_summary_table(summary) if summary.get("command") == "cv" else train_summary_table(summary)
-    if sys.stdout.isatty():
-        out.print(table)
-    else:
-        Console(file=sys.stdout, width=120, color_system=None, force_terminal=False).print(table)
+    _show(cv_summary_table(summary) if summary.get("command") == "cv" else train_summary_table(summary), 120)
     if "headline" in summary:
         out.print(summary["headline"]["text"], markup=False)
     out.print(f"outputs: {path}", markup=False)
@@ -275,11 +271,15 @@ def batch(
 def _print_frame(df: Any, cols: list[str], title: str) -> None:
     from dlrun.render import frame_table
 
-    table = frame_table(df[cols] if cols else df, title=title)
+    _show(frame_table(df[cols] if cols else df, title=title), 160)
+
+
+def _show(renderable: Any, width: int) -> None:
+    """Print on the terminal console, or plain and ``width`` wide when stdout is a file or pipe."""
     if sys.stdout.isatty():
-        out.print(table)
+        out.print(renderable)
     else:
-        Console(file=sys.stdout, width=160, color_system=None, force_terminal=False).print(table)
+        Console(file=sys.stdout, width=width, color_system=None, force_terminal=False).print(renderable)
 
 
 @app.command()

@@ -24,6 +24,15 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m"
 
 
+def fmt_value(v: Any, digits: int = 4) -> str:
+    """A table cell: floats to ``digits`` decimals, ``None`` as a dash."""
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
 def fmt_logs(logs: dict[str, float], limit: int = 6) -> str:
     """``loss=0.4123 accuracy=0.8125`` for the first few metrics."""
     parts = [f"{k}={v:.4g}" for k, v in list(logs.items())[:limit]]

@@ -6,13 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-
-def _f(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
+from dlrun.progress import fmt_value as _f
 
 
 def cv_summary_table(summary: dict[str, Any]) -> Table:

@@ -25,6 +25,7 @@ from dlrun.errors import InputError, Interrupted, RunError, SpecError
 from dlrun.models import default_eval_metrics
 from dlrun.preprocessing import Preprocessor
 from dlrun.progress import NullReporter, Reporter
+from dlrun.progress import fmt_value as _fmt
 from dlrun.scoring import HIGHER_IS_BETTER, baseline_name, baseline_scores, check_metrics, score
 from dlrun.spec import CV_MODES, TRAIN_MODES, Spec, resolved_dict
 from dlrun.splits import Fold, make_folds, splits_digest
@@ -509,14 +510,6 @@ def _positive(prep: Prepared) -> Any:
     if prep.task == "binary" and prep.classes is not None and len(prep.classes) > 1:
         return prep.classes[1].item() if hasattr(prep.classes[1], "item") else prep.classes[1]
     return None
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return str(v)
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:

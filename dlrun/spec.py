@@ -151,8 +151,8 @@ class PreprocessingSpec(_Section):
 
 
 # ----------------------------------------------------------------------------- model
-def _named_entry(v: Any, what: str) -> tuple[str, dict[str, Any]]:
-    """Normalise ``"Name"`` or ``{"Name": {args}}`` to ``(name, args)``."""
+def _entry(v: Any) -> tuple[str, dict[str, Any]] | str:
+    """``(name, args)`` of a ``Name`` / ``{Name: {args}}`` entry, or a message saying what is wrong."""
     if isinstance(v, str):
         return v, {}
     if isinstance(v, dict) and len(v) == 1:
@@ -160,9 +160,19 @@ def _named_entry(v: Any, what: str) -> tuple[str, dict[str, Any]]:
         if args is None:
             args = {}
         if not isinstance(args, dict):
-            raise ValueError(f"the arguments of {what} '{name}' must be a mapping, got {type(args).__name__}")
-        return str(name), dict(args)
-    raise ValueError(f"must be a {what} name or a one-key mapping {{Name: {{args}}}}, got {v!r}")
+            return f"the arguments of '{name}' must be a mapping, got {type(args).__name__}"
+        return str(name), args
+    if isinstance(v, dict):
+        return f"must be a one-key mapping {{Name: {{args}}}}, got keys {', '.join(map(str, v))}"
+    return f"must be a name or a one-key mapping {{Name: {{args}}}}, got {v!r}"
+
+
+def _named_entry(v: Any, what: str) -> tuple[str, dict[str, Any]]:
+    """Normalise ``"Name"`` or ``{"Name": {args}}`` to ``(name, args)``; ValueError if malformed."""
+    got = _entry(v)
+    if isinstance(got, str):
+        raise ValueError(f"a {what} entry {got}")
+    return got[0], dict(got[1])
 
 
 def _normalise_entries(v: Any, what: str) -> Any:
@@ -313,20 +323,6 @@ class Spec(_Section):
 
 
 # ----------------------------------------------------------------------------- name checks
-def _entry(v: Any) -> tuple[str, dict[str, Any]] | str:
-    """``(name, args)`` of a ``Name`` / ``{Name: {args}}`` entry, or a message saying what is wrong."""
-    if isinstance(v, str):
-        return v, {}
-    if isinstance(v, dict) and len(v) == 1:
-        name, args = next(iter(v.items()))
-        if args is None:
-            args = {}
-        if not isinstance(args, dict):
-            return f"the arguments of '{name}' must be a mapping, got {type(args).__name__}"
-        return str(name), args
-    if isinstance(v, dict):
-        return f"must be a one-key mapping {{Name: {{args}}}}, got keys {', '.join(map(str, v))}"
-    return f"must be a name or a one-key mapping {{Name: {{args}}}}, got {v!r}"
 
 
 def _sub(raw: Any, *keys: str) -> Any:
