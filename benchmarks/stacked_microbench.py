@@ -22,9 +22,14 @@ def main() -> None:
     ap.add_argument("--no-jit", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--optimizer", default="SGD")
+    ap.add_argument("--intra", type=int, default=None, help="TensorFlow intra-op threads")
     args = ap.parse_args()
 
     t_import = time.perf_counter()
+    if args.intra is not None:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra)
     from sklearn.datasets import make_classification
 
     from dlrun.engines.base import FitJob
@@ -66,6 +71,9 @@ def main() -> None:
     dt = time.perf_counter() - t0
     first = stamps[0] - t0
     steady = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+    deltas = np.diff(stamps)
+    if len(deltas):
+        print(f"per epoch: min {deltas.min() * 1000:.1f} ms, median {np.median(deltas) * 1000:.1f} ms")
     print(
         f"first epoch (init + compile) {first:.2f}s, then {steady * 1000:.1f} ms/epoch, "
         f"tail {t0 + dt - stamps[-1]:.2f}s"

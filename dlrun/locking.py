@@ -2,6 +2,7 @@
 
 The kernel drops the lock when its holder dies, even by SIGKILL, so a killed run
 never leaves a stale lock behind, and a second process is refused while the first lives.
+The next holder also deletes the temporary files a killed holder may have left mid-write.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dlrun.errors import LockError
-from dlrun.report import LOCK
+from dlrun.report import LOCK, remove_stale_temps
 
 
 class RunLock:
@@ -44,6 +45,7 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self.fd = fd
+        remove_stale_temps(self.path.parent)  # a killed holder's half-written files
         return self
 
     def __exit__(self, *exc: Any) -> None:

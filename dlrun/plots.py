@@ -87,18 +87,17 @@ def _runs_matrix(history: pd.DataFrame, column: str, smoothing: float) -> pd.Dat
         DataFrame of shape ``(epochs, runs)`` indexed by epoch; NaN where a run stopped early.
     """
     keys = [k for k in _RUN_KEYS if k in history.columns]
-    h = history.copy()
+    h = history
     if not keys:
-        h["_run"] = 0
+        h = history.assign(_run=0)
         keys = ["_run"]
     wide = h.pivot_table(index="epoch", columns=keys, values=column, aggfunc="mean").sort_index()
-    for col in wide.columns:
-        series = wide[col]
-        valid = series.notna().to_numpy()
-        vals = series.to_numpy(dtype=np.float64)
-        sm = vals.copy()
-        sm[valid] = _smooth(vals[valid], smoothing)
-        wide[col] = sm
+    if smoothing > 0:
+        values = wide.to_numpy(dtype=np.float64, copy=True)
+        for j in range(values.shape[1]):  # column by column in numpy: pandas assignment cost ~1 ms per run
+            valid = ~np.isnan(values[:, j])
+            values[valid, j] = _smooth(values[valid, j], smoothing)
+        wide = pd.DataFrame(values, index=wide.index, columns=wide.columns)
     return wide
 
 
@@ -110,7 +109,8 @@ def _draw_runs(ax: Axes, wide: pd.DataFrame, color: str, label: str) -> None:
         from matplotlib.collections import LineCollection
 
         # one collection, not one Line2D per run: hundreds of folds draw in a fraction of the time
-        segments = [np.column_stack([x, wide[col].to_numpy(dtype=np.float64)]) for col in wide.columns]
+        values = wide.to_numpy(dtype=np.float64).T  # (runs, epochs)
+        segments = list(np.stack([np.broadcast_to(x, values.shape), values], axis=-1))
         ax.add_collection(LineCollection(segments, colors=color, alpha=0.25, linewidths=0.7))
         ax.autoscale_view()
     # The mean at late epochs is over the runs that reached them (early stopping), so

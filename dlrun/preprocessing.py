@@ -9,6 +9,7 @@ metadata, not a statistic.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,24 @@ def make_scaler(name: str) -> Any:
 
 def _is_categorical_dtype(s: pd.Series | Any) -> bool:
     """Whether a column (or a dtype) holds labels rather than numbers (bool counts as labels)."""
-    return not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)
+    dtype: Any = getattr(s, "dtype", s)
+    try:
+        return _categorical_dtype(dtype)
+    except TypeError:  # an unhashable extension dtype
+        return not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _categorical_dtype(dtype: Any) -> bool:
+    # cached: cross-validation asks this for every column of every fold
+    return not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+
+
+def _columns(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """``frame[names]``, without pandas' copy when the columns already are exactly ``names``."""
+    if len(frame.columns) == len(names) and all(a == b for a, b in zip(frame.columns, names)):
+        return frame
+    return frame[names]
 
 
 class Preprocessor:
@@ -128,7 +146,7 @@ class Preprocessor:
 
     def _as_frame(self, X: pd.DataFrame | np.ndarray) -> pd.DataFrame:
         if isinstance(X, pd.DataFrame):
-            return X.rename(columns=str)
+            return X if all(isinstance(c, str) for c in X.columns) else X.rename(columns=str)
         arr = np.asarray(X)
         if arr.ndim != 2:
             raise DataError(f"tabular features must be 2-D (n_rows, n_features), got shape {arr.shape}")
@@ -138,15 +156,17 @@ class Preprocessor:
         self._is_image = False
         spec = self.spec
         columns = list(X.columns)
-        dtypes = X.dtypes  # per-dtype checks: indexing 60 columns one by one cost more than the scaler
+        # one flag per column from a plain list: indexing a dtypes Series column by column cost more than the scaler
+        is_label = dict(zip(columns, (_is_categorical_dtype(dt) for dt in list(X.dtypes))))
         if spec.categorical == "auto":
-            categorical = [str(c) for c, dt in dtypes.items() if _is_categorical_dtype(dt)]
+            categorical = [c for c in columns if is_label[c]]
         elif spec.categorical == "none":
             categorical = []
         else:
             categorical = list(dict.fromkeys(_resolve(ref, columns) for ref in spec.categorical))
-        numeric = [c for c in columns if c not in categorical]
-        non_numeric = [c for c in numeric if _is_categorical_dtype(dtypes[c])]
+        cat_set = set(categorical)
+        numeric = [c for c in columns if c not in cat_set]
+        non_numeric = [c for c in numeric if is_label[c]]
         if non_numeric:
             examples = ", ".join(f"{c} (e.g. {X[c].dropna().iloc[0]!r})" for c in non_numeric[:5] if X[c].notna().any())
             raise DataError(
@@ -154,7 +174,7 @@ class Preprocessor:
                 f"{': ' + examples if examples else ''}; set preprocessing.categorical: auto (or list them) to "
                 "one-hot encode them, or drop them with data.drop"
             )
-        if spec.impute == "none":
+        if spec.impute == "none" and (categorical or np.isnan(_columns(X, numeric).to_numpy(np.float64)).any()):
             self._check_no_nans(X, "training rows")
 
         transformers: list[tuple[str, Any, list[str]]] = []
@@ -174,7 +194,7 @@ class Preprocessor:
             # cross-validation runs of hundreds of small folds.
             self.features_ = None
             try:
-                out = self.numeric_pipeline_.fit_transform(X[numeric].to_numpy(dtype=np.float64))
+                out = self.numeric_pipeline_.fit_transform(_columns(X, numeric).to_numpy(dtype=np.float64))
             except ValueError as exc:
                 raise DataError(f"could not fit the feature preprocessing: {exc}") from None
             self._input_shape = (int(np.asarray(out).shape[1]),)
@@ -328,7 +348,7 @@ class Preprocessor:
                 f"feature column(s) {', '.join(missing)} are missing{suggest(missing[0], list(frame.columns))}; "
                 f"the model was trained on: {', '.join(self.feature_names_in_)}"
             )
-        frame = frame[self.feature_names_in_]
+        frame = _columns(frame, self.feature_names_in_)
         if self.features_ is None and self.numeric_pipeline_ is not None:
             values = frame.to_numpy(dtype=np.float64)
             if self.spec.impute == "none" and np.isnan(values).any():

@@ -78,6 +78,28 @@ def atomic_path(path: Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_path` left in ``run_dir`` when its writer died.
+
+    Only the holder of the run's lock may call this: then no live writer owns any of them.
+    A SIGKILL between creating a temporary file and renaming it leaves one behind; the file it
+    was to replace is still whole, so deleting the leftover loses nothing.
+
+    Returns:
+        The files removed.
+    """
+    root = Path(run_dir)
+    # the run's own folders (parts/, plots/, ...), not nested runs, which have locks of their own
+    folders = [root] + [d for d in root.iterdir() if d.is_dir() and not (d / LOCK).exists()]
+    removed = []
+    for folder in folders:
+        for tmp in folder.glob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
 def write_text(path: Path, text: str) -> None:
     """Write text atomically."""
     with atomic_path(path) as tmp:

@@ -16,10 +16,27 @@ from dlrun.spec import RuntimeSpec
 _DONE: dict[str, Any] = {}
 
 
+# XLA flags dlrun adds unless the user's XLA_FLAGS already sets them. Region analysis lets the
+# CPU compiler update a while loop's weights in place; without it every training step of the
+# stacked engine copies all weights and optimizer slots (measured: 35 vs 47 ms per epoch for
+# 150 Sonar models on one core).
+_XLA_FLAGS = {"xla_cpu_copy_insertion_use_region_analysis": "true"}
+
+
 def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter before it is imported."""
+    """Silence TensorFlow's C++ start-up chatter before it is imported, and set dlrun's XLA flags."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ["XLA_FLAGS"] = xla_flags(os.environ.get("XLA_FLAGS", ""))
+
+
+def xla_flags(current: str) -> str:
+    """``current`` XLA_FLAGS with dlrun's flags appended where the user has not set them."""
+    words = current.split()
+    for name, value in _XLA_FLAGS.items():
+        if not any(w.lstrip("-").split("=", 1)[0] == name for w in words):
+            words.append(f"--{name}={value}")
+    return " ".join(words)
 
 
 def import_tensorflow() -> Any:

@@ -346,3 +346,56 @@ def test_resume_equals_straight_run_with_plain_sgd() -> None:
         np.testing.assert_allclose(b.history["loss"] + c.history["loss"], a.history["loss"], atol=1e-6)
         for wa, wc in zip(a.weights or [], c.weights or []):
             np.testing.assert_allclose(wa, wc, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [3, 16, 40])
+def test_batched_dense_gradient_equals_matmul(rows: int) -> None:
+    """The product's own gradient (multiply-and-reduce up to 32 rows, a dot past) is matmul's gradient."""
+    import tensorflow as tf
+
+    from dlrun.engines.stacked import _batched_dense
+
+    rng = np.random.default_rng(rows)
+    x = tf.constant(rng.normal(size=(4, rows, 7)).astype(np.float32))
+    w = tf.constant(rng.normal(size=(4, 7, 5)).astype(np.float32))
+    up = tf.constant(rng.normal(size=(4, rows, 5)).astype(np.float32))
+
+    def grads(fn: Any) -> list[np.ndarray]:
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            out = tf.reduce_sum(fn(x, w) * up)
+        return [g.numpy() for g in tape.gradient(out, [x, w])]
+
+    np.testing.assert_allclose(_batched_dense(x, w).numpy(), tf.matmul(x, w).numpy(), rtol=1e-6)
+    for ours, ref in zip(grads(_batched_dense), grads(tf.matmul)):
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_random_numbers_are_uniform_and_independent() -> None:
+    """The hash RNG behind dropout and noise: uniform on (0, 1), no correlation across models, steps or layers."""
+    import tensorflow as tf
+    from scipy import stats as st
+
+    from dlrun.engines.stacked import _uniform
+
+    keys = tf.constant(np.arange(1000, 1064, dtype=np.uint32))  # 64 models with consecutive seeds
+    shape = (64, 16, 60)  # models x batch rows x units
+    draws = {
+        (epoch, step, layer): _uniform(keys, shape, epoch, step, layer).numpy()
+        for epoch, step, layer in [(0, 0, 0), (0, 1, 0), (1, 0, 0), (0, 0, 1)]
+    }
+    u = draws[(0, 0, 0)]
+    assert 0.0 < u.min() and u.max() < 1.0
+    assert st.kstest(u.ravel(), "uniform").pvalue > 1e-3
+    # a dropout mask at rate 0.2 keeps 80% of units, within a 99.9% binomial interval
+    kept = int((u >= 0.2).sum())
+    lo, hi = st.binom.ppf([0.0005, 0.9995], u.size, 0.8)
+    assert lo <= kept <= hi
+    # streams of neighbouring models, of the next step, epoch and layer are uncorrelated
+    pairs = [u[:-1].ravel(), u[1:].ravel()]
+    others = [draws[k].ravel() for k in [(0, 1, 0), (1, 0, 0), (0, 0, 1)]]
+    limit = 4.0 / np.sqrt(u.size)  # about 4 standard errors of a correlation of independent draws
+    assert abs(np.corrcoef(*pairs)[0, 1]) < limit
+    for other in others:
+        assert abs(np.corrcoef(u.ravel(), other)[0, 1]) < limit
+        assert not np.array_equal(u.ravel(), other)

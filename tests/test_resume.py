@@ -102,8 +102,7 @@ def test_kill9_then_resume_matches_uninterrupted(tmp_path: Path, engine: str) ->
     assert not (run / report.SCORES).exists() or _parts(run) == 5
     kept = _parts(run)
     assert 1 <= kept < 5
-    for tmp in run.rglob("*.tmp"):
-        pytest.fail(f"a temporary file was left behind: {tmp}")
+    # a SIGKILL mid-write may leave a temporary file (never a half-written final one); resume deletes it
 
     resumed = subprocess.run(
         [sys.executable, "-m", "dlrun", "cv", str(spec), "--out", str(run), "--resume"],
@@ -112,6 +111,7 @@ def test_kill9_then_resume_matches_uninterrupted(tmp_path: Path, engine: str) ->
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"{kept} already done" in resumed.stdout
+    assert not list(run.rglob("*.tmp")), "a temporary file survived the resume"
     pd.testing.assert_frame_equal(_scores(run), _scores(ref))
     hist_a = pd.read_csv(run / report.HISTORY)
     hist_b = pd.read_csv(ref / report.HISTORY)
