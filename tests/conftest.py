@@ -79,3 +79,14 @@ def spec_file(tmp_path: Path):
         return write_spec(tmp_path / name, raw)
 
     return make
+
+
+def run_main(args: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``dlrun.cli.main(ARGS)``; return (exit code, stdout, stderr)."""
+    from dlrun.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    code = info.value.code
+    return (0 if code is None else int(code)), out, err

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import HAVE_SHARED_DATA, tiny_spec, write_spec
+from conftest import HAVE_SHARED_DATA, run_main, tiny_spec, write_spec
 from typer.testing import CliRunner
 
-from dlrun.cli import app, main
+from dlrun.cli import app
 from dlrun.datasets import load_dataset
 from dlrun.spec import validate
 
@@ -58,15 +58,6 @@ def invoke(args: list[str]) -> Any:
             result.exception
         )
     return result
-
-
-def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``dlrun.cli.main(ARGS)``; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (0 if code is None else int(code)), out, err
 
 
 # ----------------------------------------------------------------------------- train, end to end

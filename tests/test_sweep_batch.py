@@ -8,20 +8,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import tiny_spec, write_spec
+from conftest import run_main, tiny_spec, write_spec
 
 from dlrun import report
-from dlrun.cli import main
 from dlrun.errors import SpecError
 from dlrun.sweep import expand, parse_grid
-
-
-def run_main(args: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (0 if code is None else int(code)), out, err
 
 
 # ----------------------------------------------------------------------------- expansion
