@@ -45,8 +45,8 @@ def _is_categorical_dtype(s: pd.Series | Any) -> bool:
     dtype: Any = getattr(s, "dtype", s)
     try:
         return _categorical_dtype(dtype)
-    except TypeError:  # an unhashable extension dtype
-        return not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+    except TypeError:  # an unhashable extension dtype: the same test, uncached
+        return bool(_categorical_dtype.__wrapped__(dtype))
 
 
 @functools.lru_cache(maxsize=64)
@@ -174,7 +174,12 @@ class Preprocessor:
                 f"{': ' + examples if examples else ''}; set preprocessing.categorical: auto (or list them) to "
                 "one-hot encode them, or drop them with data.drop"
             )
-        if spec.impute == "none" and (categorical or np.isnan(_columns(X, numeric).to_numpy(np.float64)).any()):
+        # all-numeric tables are scaled from one float matrix, also used to look for NaN
+        try:
+            values = None if categorical else _columns(X, numeric).to_numpy(dtype=np.float64)
+        except ValueError as exc:
+            raise DataError(f"could not fit the feature preprocessing: {exc}") from None
+        if spec.impute == "none" and (values is None or np.isnan(values).any()):
             self._check_no_nans(X, "training rows")
 
         transformers: list[tuple[str, Any, list[str]]] = []
@@ -189,12 +194,12 @@ class Preprocessor:
         self.feature_names_in_ = columns
         self.numeric_columns_ = numeric
         self.categorical_columns_ = categorical
-        if not categorical and self.numeric_pipeline_ is not None:
+        if values is not None and self.numeric_pipeline_ is not None:
             # All-numeric tables skip the ColumnTransformer: its per-call pandas overhead dominated
             # cross-validation runs of hundreds of small folds.
             self.features_ = None
             try:
-                out = self.numeric_pipeline_.fit_transform(_columns(X, numeric).to_numpy(dtype=np.float64))
+                out = self.numeric_pipeline_.fit_transform(values)
             except ValueError as exc:
                 raise DataError(f"could not fit the feature preprocessing: {exc}") from None
             self._input_shape = (int(np.asarray(out).shape[1]),)
