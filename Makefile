@@ -23,11 +23,13 @@ install: $(VENV)/.installed
 install-ray: install
 	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 
+# Two workers (this machine's cores); a test file stays on one worker, so its fixtures are made once.
+PYTEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow and not ray"
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow and not ray"
 
 lint: install
 	$(BIN)/ruff check dlrun tests benchmarks scripts

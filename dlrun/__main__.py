@@ -1,5 +1,5 @@
 """``python -m dlrun``."""
 
-from dlrun.cli import main
+from dlrun.lifecycle import cli_entry
 
-main()
+cli_entry()

@@ -17,7 +17,7 @@ from rich.console import Console
 
 # Before anything can import TensorFlow: its C++ start-up lines would flood logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# KERAS_BACKEND is left alone here: dlrun.runtime picks JAX unless the user or the spec chose
 
 from dlrun import __version__
 from dlrun.errors import DlrunError, InputError
@@ -71,25 +71,6 @@ def _reporter(log_every: int = 1) -> Any:
     return PlainReporter(sys.stdout, log_every=log_every)
 
 
-def _run_dir(spec: Any, out_dir: Path | None, resume: bool) -> Path:
-    from dlrun import report
-
-    if resume:
-        if out_dir is None:
-            raise InputError("--resume needs --out RUN_DIR: the run directory to continue")
-        # a missing folder starts fresh, so scripts can always pass --resume
-        out_dir.mkdir(parents=True, exist_ok=True)
-        return out_dir
-    if out_dir is not None:
-        if (out_dir / report.STATE).exists():
-            raise InputError(
-                f"--out '{out_dir}' already holds a run; add --resume to continue it, or choose another folder"
-            )
-        out_dir.mkdir(parents=True, exist_ok=True)
-        return out_dir
-    return report.new_run_dir(spec.output_dir, spec.name)
-
-
 def _load(config: Path, sets: list[str] | None) -> Any:
     from dlrun.spec import load_spec
 
@@ -117,16 +98,19 @@ def train(
     log_every: LogEveryOpt = 1,
 ) -> None:
     """Train one model (split, validation_split or none) and write every output."""
-    from dlrun.locking import RunLock
-    from dlrun.runner import run_train
-    from dlrun.runtime import quiet_tensorflow
+    from dlrun import api
 
-    spec = _load(config, sets)
-    quiet_tensorflow()
-    path = _run_dir(spec, out_dir, resume)
-    with RunLock(path):
-        outcome = run_train(spec, path, _reporter(log_every), argv=sys.argv, smoothing=smoothing)
-    _print_summary(outcome.summary, outcome.path)
+    result = api.run(
+        config,
+        out=out_dir,
+        overrides=sets,
+        resume=resume,
+        reporter=_reporter(log_every),
+        command="train",
+        argv=sys.argv,
+        smoothing=smoothing,
+    )
+    _print_summary(result.summary, result.path)
 
 
 ExecutorOpt = Annotated[str | None, typer.Option("--executor", help="local or ray (overrides runtime.executor).")]
@@ -159,7 +143,6 @@ def sweep(
 ) -> None:
     """Run every combination of a grid with the config's own mode; write sweep.csv and plots."""
     from dlrun import report
-    from dlrun.runner import execute
     from dlrun.runtime import quiet_tensorflow
     from dlrun.sweep import expand, run_sweep
 
@@ -177,22 +160,9 @@ def sweep(
         sweep_dir = report.new_run_dir(base.output_dir, f"{base.name}_sweep")
     reporter = _reporter(log_every)
     out.print(f"sweep of {len(points)} point(s) into {sweep_dir}", markup=False)
-    if base.runtime.executor == "ray":
-        from dlrun.distributed import run_points_ray
-
-        table = run_points_ray(
-            base, points, sweep_dir, resume=resume, fail_fast=fail_fast, note=reporter.note, argv=sys.argv
-        )
-    else:
-        table = run_sweep(
-            base,
-            points,
-            sweep_dir,
-            lambda p, path, res: execute(p.spec, path, reporter, argv=sys.argv).summary,
-            resume=resume,
-            fail_fast=fail_fast,
-            note=reporter.note,
-        )
+    table = run_sweep(
+        base, points, sweep_dir, fail_fast=fail_fast, note=reporter.note, reporter=reporter, argv=sys.argv
+    )
     main = (
         str(table["main_metric"].dropna().iloc[0])
         if "main_metric" in table and table["main_metric"].notna().any()
@@ -211,6 +181,88 @@ def sweep(
 
 
 @app.command()
+def search(
+    config: Annotated[Path, typer.Argument(help="The YAML spec with a search section.")],
+    trials: Annotated[int | None, typer.Option("--trials", help="Trials in all (overrides search.trials).")] = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", help="tpe, random or grid (search.sampler).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch", help="Trials asked and trained together.")] = None,
+    racing: Annotated[
+        bool | None, typer.Option("--racing/--no-racing", help="Stop trials worse than the best (corrected interval).")
+    ] = None,
+    out_dir: OutOpt = None,
+    sets: SetOpt = None,
+    resume: ResumeOpt = False,
+    log_every: LogEveryOpt = 0,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Search hyperparameters with Optuna, every trial scored by the config's cross-validation."""
+    from dlrun import report
+    from dlrun.locking import RunLock
+    from dlrun.runtime import quiet_tensorflow
+    from dlrun.search import SEARCH_STATE, run_nested, run_search
+    from dlrun.spec import apply_overrides, read_yaml, validate
+
+    raw = apply_overrides(read_yaml(config), list(sets or []) + _runtime_sets(executor, address))
+    spec = validate(raw, source=str(config))
+    if spec.search is None:
+        raise InputError(f"{config} has no search section: add one (see the README, `dlrun search`)")
+    if sampler is not None and sampler not in ("tpe", "random", "grid"):
+        raise InputError(f"--sampler must be tpe, random or grid, got '{sampler}'")
+    # runtime.executor ray: each trial's folds run as Ray jobs through run_cv's executor
+    # (TODO issue 15 item 7: whole batches of trials as Ray jobs; racing stages and refits run here)
+    quiet_tensorflow()
+    if resume:
+        if out_dir is None:
+            raise InputError("--resume needs --out SEARCH_DIR: the search folder to continue")
+        search_dir = out_dir
+    elif out_dir is not None:
+        if (out_dir / SEARCH_STATE).exists() or (out_dir / "outer").exists():
+            raise InputError(f"--out '{out_dir}' already holds a search; add --resume to continue it")
+        search_dir = out_dir
+    else:
+        search_dir = report.new_run_dir(spec.output_dir, f"{spec.name}_search")
+    reporter = _reporter(log_every)
+    kw: dict[str, Any] = {"trials": trials, "sampler": sampler, "batch": batch_size, "racing": racing}
+    out.print(f"search into {search_dir}", markup=False)
+    with RunLock(search_dir):
+        if spec.evaluation.outer is not None:
+            nested = run_nested(raw, search_dir, reporter, source=str(config), argv=sys.argv, **kw)
+            out.print(nested["text"], markup=False)
+            out.print(f"outputs: {search_dir}", markup=False)
+            return
+        outcome = run_search(raw, search_dir, reporter, source=str(config), argv=sys.argv, **kw)
+    s = outcome.summary
+    table = outcome.table
+    if not table.empty:
+        m = s["metric"]
+        cols = [c for c in table.columns if c not in ("path", "error", "stopped", "seconds", f"{m}_ci_low", "n_folds")]
+        shown = table.sort_values(f"{m}_mean", ascending=s["direction"] == "minimize", na_position="last").head(10)
+        _print_frame(shown, cols, f"search: {search_dir} (best 10 of {len(table)} trials)")
+    pk = s["packing"]
+    out.print(
+        f"{pk['programs']} program(s) for {pk['models']} models ({pk['models_per_program']['mean']:.1f} per program); "
+        f"racing: {s['models_trained']} of {s['models_without_racing']} models trained",
+        markup=False,
+    )
+    if s.get("best"):
+        b = s["best"]
+        m = s["metric"]
+        lo, hi = (b.get(f"{m}_ci_low"), b.get(f"{m}_ci_high"))
+        ci = f" [{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else ""
+        out.print(
+            f"best: trial {int(b['trial'])}, {m} {b[f'{m}_mean']:.4f}{ci}"
+            f" (optimistic: the best of {len(table)}); tied with it: trials "
+            f"{', '.join(map(str, s['tied_with_best']))}",
+            markup=False,
+        )
+        out.print(f"best config: {search_dir / 'best_config.yaml'}", markup=False)
+    else:
+        err.print("no trial finished", markup=False)
+        raise typer.Exit(1)
+
+
+@app.command()
 def batch(
     configs: Annotated[list[str], typer.Argument(help="YAML specs and globs (configs/*.yaml).")],
     out_dir: OutOpt = None,
@@ -225,9 +277,7 @@ def batch(
     from dlrun import report
     from dlrun.batch import expand_configs, run_batch
     from dlrun.progress import fmt_duration
-    from dlrun.runner import execute
     from dlrun.runtime import quiet_tensorflow
-    from dlrun.spec import load_spec
 
     paths = expand_configs(configs)
     extra = list(sets or []) + _runtime_sets(executor, address)
@@ -237,19 +287,17 @@ def batch(
     batch_dir = out_dir or report.new_run_dir("outputs", "batch")
     reporter = _reporter(log_every)
     reporter.note(f"batch of {len(paths)} config(s) into {batch_dir}")
-
-    def run_one(config: Path, path: Path, res: bool) -> dict[str, Any]:
-        spec = load_spec(config, extra)
-        return execute(spec, path, reporter, argv=sys.argv).summary
-
-    if executor == "ray" or (extra and "runtime.executor=ray" in extra):
-        from dlrun.distributed import run_batch_ray
-
-        items = run_batch_ray(
-            paths, batch_dir, extra, resume=resume, fail_fast=fail_fast, note=reporter.note, argv=sys.argv
-        )
-    else:
-        items = run_batch(paths, batch_dir, run_one, resume=resume, fail_fast=fail_fast, note=reporter.note)
+    items = run_batch(
+        paths,
+        batch_dir,
+        extra,
+        executor,
+        resume=resume,
+        fail_fast=fail_fast,
+        note=reporter.note,
+        reporter=reporter,
+        argv=sys.argv,
+    )
     import pandas as pd
 
     table = pd.DataFrame(
@@ -359,24 +407,15 @@ def cv(
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address to join.")] = None,
 ) -> None:
     """Cross-validate (kfold, repeated_kfold, repeated_split) with statistics and plots."""
-    from dlrun.locking import RunLock
-    from dlrun.runner import run_cv
-    from dlrun.runtime import quiet_tensorflow
+    from dlrun import api
 
     extra = list(sets or []) + _runtime_sets(executor, address)
     if engine:
         extra.append(f"runtime.engine={engine}")
-    spec = _load(config, extra)
-    quiet_tensorflow()
-    path = _run_dir(spec, out_dir, resume)
-    with RunLock(path):
-        if spec.runtime.executor == "ray":
-            from dlrun.distributed import run_cv_ray
-
-            outcome = run_cv_ray(spec, path, _reporter(log_every), argv=sys.argv)
-        else:
-            outcome = run_cv(spec, path, _reporter(log_every), argv=sys.argv)
-    _print_summary(outcome.summary, outcome.path)
+    result = api.run(
+        config, out=out_dir, overrides=extra, resume=resume, reporter=_reporter(log_every), command="cv", argv=sys.argv
+    )
+    _print_summary(result.summary, result.path)
 
 
 @app.command()
@@ -474,24 +513,86 @@ def compare(
     runs: Annotated[list[str], typer.Argument(help="Run directories or globs (outputs/sonar_*/*).")],
     metric: Annotated[str | None, typer.Option("--metric", help="Metric to compare (default: the main one).")] = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="Write the table to this CSV.")] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Save a plot of each run's mean and interval.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Save a plot: each run's paired difference to the best (3+ runs).")
+    ] = None,
+    rope: Annotated[
+        float | None,
+        typer.Option(
+            "--rope",
+            help="Half-width of the region of practical equivalence, in the metric's units "
+            "(default 0.01 for scores in [0, 1], else 1% of the best run's mean).",
+        ),
+    ] = None,
+    pairs: Annotated[
+        str, typer.Option("--pairs", help="3+ runs: 'best' (each run against the best) or 'all' (every pair).")
+    ] = "best",
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="A name per run, in order (repeat the option).")
+    ] = None,
+    until_decided: Annotated[
+        bool,
+        typer.Option(
+            "--until-decided",
+            help="Two k-fold runs: add repeats to both until the Bayesian test puts 95% on one region.",
+        ),
+    ] = False,
+    max_repeats: Annotated[
+        int, typer.Option("--max-repeats", help="With --until-decided: stop at this many repeats.")
+    ] = 10,
+    log_every: LogEveryOpt = 0,
+    report_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Write the comparison's HTML page here (default: compare_<a>_vs_<b>.html in the runs' common folder).",
+        ),
+    ] = None,
 ) -> None:
-    """Compare runs; two runs on identical splits get the Nadeau–Bengio corrected paired t-test."""
+    """Compare runs: paired tests on identical splits, Bayesian probabilities, Holm for 3+ runs."""
     from dlrun import compare as cmp
 
     paths = cmp.expand_run_dirs(runs)
-    result = cmp.compare([cmp.load_run(p) for p in paths], metric)
-    cols = [c for c in ("run", "mode", "n", "mean", "std", "se", "ci_low", "ci_high", "estimate") if c in result.table]
-    _print_frame(result.table, cols, f"{result.metric} ({int(round(result.confidence * 100))}% intervals)")
-    if result.test is not None:
-        if not result.paired and result.test.get("warning"):
-            err.print(f"warning: {result.test['warning']}", markup=False)
+    if until_decided:
+        from dlrun.runtime import quiet_tensorflow
+
+        quiet_tensorflow()
+        why = cmp.until_decided(paths, metric=metric, rope=rope, max_repeats=max_repeats, reporter=_reporter(log_every))
+        out.print(why, markup=False)
+    result = cmp.compare([cmp.load_run(p) for p in paths], metric, rope=rope, pairs=pairs, labels=label)
+    table = result.table.rename(columns={"std": "std (folds)", "se": "se (headline)", "label": "run name"})
+    cols = [
+        c
+        for c in ("run name", "mode", "n", "mean", "std (folds)", "se (headline)", "ci_low", "ci_high", "estimate")
+        if c in table
+    ]
+    _print_frame(table, cols, f"{result.metric} ({int(round(result.confidence * 100))}% intervals)")
+    out.print(
+        "std (folds): sample std of the fold scores; se (headline): standard error of the headline estimate, "
+        "Nadeau\u2013Bengio corrected for k-fold runs (\u221a(1/J + n_test/n_train)\u00b7std, not std/\u221aJ).",
+        markup=False,
+    )
+    if result.test is not None and not result.paired and result.test.get("warning"):
+        err.print(f"warning: {result.test['warning']}", markup=False)
+    if len(paths) > 2:
         out.print(result.verdict, markup=False)
-        if result.reason:
-            out.print(f"splits: {result.reason}", markup=False)
-    for pw in result.pairwise if len(paths) > 2 else []:
+        if not result.forest.empty:
+            f = result.forest
+            _print_frame(
+                f.rename(columns={"diff": f"\u2212 {result.best}"}),
+                ["label", f"\u2212 {result.best}", "ci_low", "ci_high", "p", "p_holm", "same_as_best"],
+                f"paired difference to the best ({result.best}); p_holm: Holm-adjusted",
+            )
+    for pw in result.pairwise:
         if pw.get("verdict"):
             out.print(pw["verdict"], markup=False)
+        if len(paths) == 2 and pw.get("reason"):
+            out.print(f"comparison: {pw['reason']}", markup=False)
+    if len(paths) > 2:
+        kinds = {pw["reason"].split(":")[0] for pw in result.pairwise if pw.get("reason")}
+        out.print(f"comparisons: {', '.join(sorted(kinds))} (see each line above)", markup=False)
+    if result.pairwise and any(pw.get("bayes") for pw in result.pairwise):
+        out.print(f"ROPE: {result.rope_text} (change with --rope).", markup=False)
     if csv:
         from dlrun.report import write_csv
 
@@ -503,23 +604,96 @@ def compare(
         from dlrun import plots
         from dlrun.report import save_figure
 
-        fig = Figure(figsize=(7, 1.2 + 0.5 * len(result.table)))
-        ax = fig.add_subplot(1, 1, 1)
         t = result.table
-        plots.compare_intervals(
-            ax, list(t["run"]), list(t["mean"]), list(t["ci_low"]), list(t["ci_high"]), result.metric
-        )
+        fig = Figure(figsize=(7, 1.2 + 0.5 * len(t)))
+        ax = fig.add_subplot(1, 1, 1)
+        if not result.forest.empty and hasattr(plots, "compare_forest"):
+            f = result.forest
+            plots.compare_forest(
+                ax,
+                [f"{lab} \u2212 {result.best}" for lab in f["label"]],
+                list(f["diff"]),
+                list(f["ci_low"]),
+                list(f["ci_high"]),
+                result.metric,
+                paired=[bool(x) for x in f["paired"]],
+                confidence=result.confidence,
+                note="Each run's paired difference to the best; Holm-adjusted p-values are in the console table.",
+            )
+        elif len(result.pairwise) == 1 and result.pairwise[0]["test"] and hasattr(plots, "compare_forest"):
+            pw = result.pairwise[0]
+            plots.compare_forest(
+                ax,
+                [f"{pw['a']} \u2212 {pw['b']}"],
+                [pw["test"]["mean_diff"]],
+                [pw["test"]["ci_low"]],
+                [pw["test"]["ci_high"]],
+                result.metric,
+                paired=[bool(pw["paired"])],
+                confidence=result.confidence,
+            )
+        else:
+            plots.compare_intervals(
+                ax, list(t["label"]), list(t["mean"]), list(t["ci_low"]), list(t["ci_high"]), result.metric
+            )
         save_figure(fig, plot)
         out.print(f"plot written to {plot}", markup=False)
+    from dlrun import html_report
+
+    page = html_report.write_report(
+        [str(p) for p in paths], report_file or html_report.default_compare_path(paths), result=result
+    )
+    out.print(f"report: {page}", markup=False)
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[
+        list[str], typer.Argument(help="A run folder, a sweep folder, or several runs (folders or globs) to compare.")
+    ],
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="The HTML file (default: report.html in the run or sweep folder; for several runs "
+            "compare_<a>_vs_<b>.html in their common folder).",
+        ),
+    ] = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="Metric a comparison compares.")] = None,
+) -> None:
+    """Write one self-contained HTML page (plots, tables, config, environment) for a run, sweep or comparison."""
+    from dlrun import html_report
+
+    page = html_report.write_report(run_dirs, out_file, metric=metric)
+    out.print(f"report: {page}", markup=False)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and map core errors to one line and an exit code.
 
-    Usage errors are Typer's own (exit code 2); Typer exits through ``SystemExit``.
+    Usage errors are Typer's own (exit code 2); Typer exits through ``SystemExit``. Run as a
+    program (``argv`` None), SIGINT and SIGTERM set a flag for the whole command (see
+    :mod:`dlrun.lifecycle`) and it ends with exit code 130 whatever phase the signal hit.
     """
+    from dlrun import lifecycle
+
+    if argv is None:
+        lifecycle.install_signal_handlers()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args[1:]:  # --debug works after the subcommand too
+        args.remove("--debug")
+        args.insert(0, "--debug")
+        _STATE["debug"] = True
+    saved_argv = sys.argv
+    if argv is not None:  # commands record sys.argv (env.json, the resume command): the one run here
+        sys.argv = ["dlrun", *args]
     try:
-        app(args=argv, prog_name="dlrun")
+        app(args=args, prog_name="dlrun")
+    except SystemExit as exc:
+        if lifecycle.stop_requested() and exc.code in (0, 1, None):
+            err.print(f"interrupted ({lifecycle.stop_signal_name()})", markup=False)
+            sys.exit(130)
+        raise
     except DlrunError as exc:
         if _STATE["debug"]:
             raise
@@ -528,11 +702,20 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(130)
+    except OSError as exc:
+        if _STATE["debug"]:
+            raise
+        # a path in the error is one the user gave (config, --out, data): theirs to fix, exit 2
+        where = f" {exc.filename}" if exc.filename else ""
+        err.print(f"error: cannot use{where}: {exc.strerror or exc}", markup=False)
+        sys.exit(2 if exc.filename else 1)
     except Exception as exc:
         if _STATE["debug"]:
             raise
         err.print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", markup=False)
         sys.exit(1)
+    finally:
+        sys.argv = saved_argv
 
 
 if __name__ == "__main__":

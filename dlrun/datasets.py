@@ -213,6 +213,8 @@ class Dataset:
         description: One line saying what the data is.
         raw_columns: The full column layout of the source table, target included, so predictions can
             read files in the training layout; None for images.
+        test_rows: Indices of the source's own test rows (Keras' official test sets), shape ``(n_test,)``,
+            for ``evaluation.test_rows: source``; None when the source has no such division.
     """
 
     X: pd.DataFrame | np.ndarray
@@ -223,6 +225,7 @@ class Dataset:
     task_inferred: bool
     description: str
     raw_columns: list[str] | None = None
+    test_rows: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -598,29 +601,79 @@ def _load_synthetic(spec: DataSpec) -> tuple[pd.DataFrame, list[str], str, TaskN
     return frame, targets, desc, None
 
 
+#: Keras' own files that dlrun reads itself (``np.load``, no pickles) from ``DLRUN_DATA_DIR`` before
+#: asking Keras to download: name -> (file name, SHA-256 Keras checks the download against).
+KERAS_FILES: dict[str, tuple[str, str]] = {
+    "mnist": ("mnist.npz", "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),
+}
+
+
+def _keras_local(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(x_train, y_train, x_test, y_test)`` from Keras' own file in ``DLRUN_DATA_DIR``, or None if absent.
+
+    Raises:
+        DataError: The file fails Keras' checksum or lacks the four arrays.
+    """
+    local = data_dir()
+    if local is None or name not in KERAS_FILES:
+        return None
+    filename, sha256 = KERAS_FILES[name]
+    path = local / filename
+    if not path.is_file():
+        return None
+    actual = sha256_of(path)
+    if actual != sha256:
+        raise DataError(
+            f"checksum mismatch for {filename} at {path}: expected Keras' sha256 {sha256}, got {actual}; the file is "
+            f"corrupt or not Keras' {filename}. Replace it, or unset {DATA_DIR_ENV} to let Keras download it."
+        )
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            x_train, y_train, x_test, y_test = (np.asarray(f[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
+    except (KeyError, ValueError, OSError) as exc:
+        raise DataError(
+            f"{path} must be Keras' {filename}: an .npz with arrays x_train, y_train, x_test, y_test; "
+            f"reading it failed: {exc}"
+        ) from None
+    if len(x_train) != len(y_train) or len(x_test) != len(y_test) or x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(
+            f"{path} must hold as many labels as images and images of one shape; got x_train {x_train.shape}, "
+            f"y_train {y_train.shape}, x_test {x_test.shape}, y_test {y_test.shape}"
+        )
+    return x_train, y_train, x_test, y_test
+
+
 def _load_keras(spec: DataSpec, seed: int) -> Dataset:
     name = spec.source.partition(":")[2]
     if spec.drop:
         raise DataError(f"data.drop does not apply to the image set keras:{name}; remove it")
     if spec.target not in (None, "label", 0, -1, ["label"]):
         raise DataError(f"keras:{name} has one target column 'label'; remove data.target (got {spec.target!r})")
-    import keras  # deferred: only image runs pay for importing TensorFlow
+    local = _keras_local(name)
+    where = f"{data_dir()}/{KERAS_FILES[name][0]}" if local is not None else "keras.datasets"
+    if local is not None:
+        x_train, y_train, x_test, y_test = local
+    else:
+        import keras  # deferred: only image runs pay for importing the framework
 
-    module = getattr(keras.datasets, name, None)
-    if module is None:
-        raise DataError(f"keras.datasets has no '{name}'; use one of mnist, fashion_mnist, cifar10")
-    try:
-        (x_train, y_train), (x_test, y_test) = module.load_data()
-    except Exception as exc:  # Keras reports fetch failures as a bare Exception
-        raise DataError(
-            f"could not load keras:{name} ({exc}); the first use downloads it and needs network access. "
-            f"Run once on a connected machine to fill ~/.keras/datasets, or use a local CSV instead."
-        ) from None
+        module = getattr(keras.datasets, name, None)
+        if module is None:
+            raise DataError(f"keras.datasets has no '{name}'; use one of mnist, fashion_mnist, cifar10")
+        try:
+            (x_train, y_train), (x_test, y_test) = module.load_data()
+        except Exception as exc:  # Keras reports fetch failures as a bare Exception
+            own = f" or put Keras' {KERAS_FILES[name][0]} in {DATA_DIR_ENV}" if name in KERAS_FILES else ""
+            raise DataError(
+                f"could not load keras:{name} ({exc}); the first use downloads it and needs network access. "
+                f"Run once on a connected machine to fill ~/.keras/datasets{own}, or use a local CSV instead."
+            ) from None
+    n_train = len(x_train)
     X = np.concatenate([x_train, x_test])
     labels = np.concatenate([np.asarray(y_train).reshape(-1), np.asarray(y_test).reshape(-1)])
+    is_test = np.arange(len(X)) >= n_train
     keep = _subsample(len(X), spec.max_rows, seed)
     if keep is not None:
-        X, labels = X[keep], labels[keep]
+        X, labels, is_test = X[keep], labels[keep], is_test[keep]
     y = pd.DataFrame({"label": labels})
     task, inferred = _decide_task(y, spec, None)
     return Dataset(
@@ -630,8 +683,12 @@ def _load_keras(spec: DataSpec, seed: int) -> Dataset:
         target_names=["label"],
         task=task,
         task_inferred=inferred,
-        description=f"keras {name}: {len(X)} images of shape {X.shape[1:]} (train then test)",
+        description=(
+            f"keras {name} from {where}: {len(X)} images of shape {X.shape[1:]} "
+            f"({int((~is_test).sum())} training then {int(is_test.sum())} test)"
+        ),
         raw_columns=None,
+        test_rows=np.flatnonzero(is_test),
     )
 
 

@@ -57,3 +57,17 @@ class Interrupted(DlrunError):
     """A run was stopped by SIGINT or SIGTERM after saving its state. Exit code 130."""
 
     exit_code = 130
+
+
+class CorruptFileError(InputError):
+    """A file dlrun wrote fails its checksum, is truncated, or is in a format dlrun never loads.
+
+    Args:
+        path: The file.
+        reason: What is wrong with it, one line.
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")

@@ -8,9 +8,12 @@ The next holder also deletes the temporary files a killed holder may have left m
 from __future__ import annotations
 
 import fcntl
+import functools
+import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dlrun.errors import LockError
 from dlrun.report import LOCK, remove_stale_temps
@@ -31,8 +34,13 @@ class RunLock:
         self.fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            from dlrun.report import storage_error
+
+            raise storage_error(exc, self.path.parent, "use the folder") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -53,6 +61,31 @@ class RunLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def holding_lock(param: str) -> Callable[[F], F]:
+    """Decorate a function so that it runs holding the :class:`RunLock` of its folder argument ``param``.
+
+    Sweep and batch folders take the same lock as runs: a second process is refused at once
+    (exit 2) before it reads or writes anything there, and the holder clears the temporary
+    files a killed holder left (the points' own folders hold locks of their own).
+    """
+
+    def wrap(fn: F) -> F:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            folder = sig.bind(*args, **kwargs).arguments[param]
+            with RunLock(Path(folder)):
+                return fn(*args, **kwargs)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
 
 
 def is_locked(path: Path) -> bool:

@@ -178,9 +178,27 @@ def make_optimizer(cfg: CompileConfig) -> Any:
     """A fresh Keras optimizer from its serialized form."""
     import keras
 
+    conf = dict(cfg.optimizer["config"])
+    lr = conf.get("learning_rate")
+    if isinstance(lr, dict):  # a schedule: {ExponentialDecay: {...}} (or Keras' serialized form)
+        try:
+            conf["learning_rate"] = keras.optimizers.schedules.deserialize(to_keras_config(lr))
+        except (TypeError, ValueError) as exc:
+            raise SpecError([("compile.optimizer.learning_rate", _clean(exc))]) from None
+    name = str(cfg.optimizer["class_name"])
+    cls = next(
+        (
+            getattr(keras.optimizers, a)
+            for a in dir(keras.optimizers)
+            if a.lower() == name.lower() and isinstance(getattr(keras.optimizers, a), type)
+        ),
+        None,
+    )
     try:
+        if cls is not None:  # by class, so every optimizer Keras ships works (get() misses Lamb, Muon)
+            return cls(**conf)
         return keras.optimizers.get(_canonical_optimizer(cfg.optimizer))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError) as exc:
         raise SpecError([("compile.optimizer", _clean(exc))]) from None
 
 

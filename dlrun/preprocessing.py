@@ -486,3 +486,89 @@ def _sorted_unique(values: pd.Series) -> np.ndarray:
         ordered = sorted(uniq.tolist(), key=str)
     arr = np.asarray(ordered)
     return arr if arr.dtype.kind in "biufU" else np.asarray(ordered, dtype=object)
+
+
+# ----------------------------------------------------------------------------- saving without pickle
+# Every type a fitted Preprocessor's scikit-learn objects contain that skops does not trust by
+# itself. A file asking for any other type is refused: loading it could run code.
+TRUSTED_SKOPS_TYPES: tuple[str, ...] = ("numpy.dtype",)
+_ESTIMATORS = ("features_", "numeric_pipeline_", "image_scaler_", "target_scaler_")
+
+
+def _labels_to_plain(classes: np.ndarray | None) -> dict[str, Any] | None:
+    if classes is None:
+        return None
+    values = [v.item() if isinstance(v, np.generic) else v for v in classes.tolist()]
+    return {"dtype": "object" if classes.dtype == object else classes.dtype.str, "values": values}
+
+
+def _labels_from_plain(d: dict[str, Any] | None) -> np.ndarray | None:
+    if d is None:
+        return None
+    return np.asarray(d["values"], dtype=object if d["dtype"] == "object" else np.dtype(d["dtype"]))
+
+
+def preprocessor_to_json(pre: Preprocessor) -> dict[str, Any]:
+    """A fitted :class:`Preprocessor` as JSON data: plain fields, and its scikit-learn objects as
+    base64 ``skops.io`` bytes (no pickle anywhere)."""
+    import base64
+
+    import skops.io as sio
+
+    if not pre.is_fitted:
+        raise DataError("the preprocessor is not fitted yet; call fit() on the training rows first")
+    estimators = {k: getattr(pre, k) for k in _ESTIMATORS}
+    return {
+        "format": "dlrun-preprocessor/1",
+        "spec": pre.spec.model_dump(mode="json"),
+        "task": pre.task,
+        "classes": _labels_to_plain(pre.classes_),
+        "feature_names_in": list(pre.feature_names_in_),
+        "numeric_columns": list(pre.numeric_columns_),
+        "categorical_columns": list(pre.categorical_columns_),
+        "target_names": list(pre.target_names_),
+        "input_shape": list(pre.input_shape),
+        "n_outputs": int(pre.n_outputs),
+        "is_image": bool(pre._is_image),
+        "estimators_skops": base64.b64encode(sio.dumps(estimators)).decode("ascii"),
+    }
+
+
+def preprocessor_from_json(d: dict[str, Any], source: Any = "preprocessor") -> Preprocessor:
+    """Inverse of :func:`preprocessor_to_json`; refuses any type outside :data:`TRUSTED_SKOPS_TYPES`.
+
+    Raises:
+        CorruptFileError: The data is malformed or asks for an untrusted type (``source`` is named).
+    """
+    import base64
+    import binascii
+
+    import skops.io as sio
+
+    from dlrun.errors import CorruptFileError
+
+    try:
+        blob = base64.b64decode(str(d["estimators_skops"]).encode("ascii"), validate=True)
+        untrusted = sio.get_untrusted_types(data=blob)
+        refused = sorted(set(untrusted) - set(TRUSTED_SKOPS_TYPES))
+        if refused:
+            raise CorruptFileError(
+                source, f"asks to load type(s) dlrun does not trust: {', '.join(refused[:5])}; refused, nothing loaded"
+            )
+        estimators = sio.loads(blob, trusted=list(untrusted))
+        pre = Preprocessor(PreprocessingSpec.model_validate(d["spec"]), str(d["task"]))
+        for k in _ESTIMATORS:
+            setattr(pre, k, estimators.get(k))
+        pre.classes_ = _labels_from_plain(d.get("classes"))
+        pre.feature_names_in_ = [str(c) for c in d["feature_names_in"]]
+        pre.numeric_columns_ = [str(c) for c in d["numeric_columns"]]
+        pre.categorical_columns_ = [str(c) for c in d["categorical_columns"]]
+        pre.target_names_ = [str(c) for c in d["target_names"]]
+        pre._input_shape = tuple(int(v) for v in d["input_shape"])
+        pre._n_outputs = int(d["n_outputs"])
+        pre._is_image = bool(d["is_image"])
+    except CorruptFileError:
+        raise
+    except (KeyError, TypeError, ValueError, binascii.Error, OSError) as exc:
+        raise CorruptFileError(source, f"is not a dlrun preprocessing file ({type(exc).__name__}: {exc})") from None
+    return pre

@@ -33,10 +33,78 @@ def fmt_value(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def fmt_eta(seconds: float | None) -> str:
+    """The ETA, or ``estimating…`` while there are too few timed epochs to extrapolate from."""
+    return "estimating\u2026" if seconds is None else fmt_duration(seconds)
+
+
 def fmt_logs(logs: dict[str, float], limit: int = 6) -> str:
     """``loss=0.4123 accuracy=0.8125`` for the first few metrics."""
     parts = [f"{k}={v:.4g}" for k, v in list(logs.items())[:limit]]
     return " ".join(parts)
+
+
+_TRANSFORM_WORDS = {"log": "log-transformed", "standard": "standardised", "minmax": "min-max-scaled"}
+
+
+def transformed_target_note(transform: str, targets: list[str], task: str) -> str:
+    """What Keras' loss and metrics are measured in when the target is transformed before training.
+
+    Args:
+        transform: ``preprocessing.target.transform`` (``none``, ``log``, ``standard``, ``minmax``).
+        targets: The target column names.
+        task: The run's task; only regression targets are transformed.
+
+    Returns:
+        ``"min-max-scaled quality"``, or ``""`` when the target is used as it is.
+    """
+    if task != "regression" or transform in ("none", "", None):
+        return ""
+    return f"{_TRANSFORM_WORDS.get(transform, transform + '-transformed')} {', '.join(targets) or 'target'}"
+
+
+class TransformedTargetLogs:
+    """A reporter wrapper that names Keras' per-epoch values as being on a transformed target.
+
+    Training minimises the loss on the transformed target (e.g. min-max-scaled quality), while
+    the summary scores predictions mapped back to the original units; without a word, the
+    logged ``mae=0.1`` and the summary's ``mae 0.5`` look like a contradiction.
+
+    Args:
+        inner: The reporter that prints.
+        units: What the logged values are in, e.g. ``"min-max-scaled quality"``.
+    """
+
+    def __init__(self, inner: Reporter, units: str) -> None:
+        self.inner = inner
+        self.units = units
+        self._tag = "[" + units.split(" ")[0] + "]"
+
+    def note(self, text: str) -> None:
+        self.inner.note(text)
+
+    def start(self, run: str, total_models: int, epochs: int, done_models: int = 0) -> None:
+        self.inner.note(
+            f"{run}: per-epoch loss and metrics marked {self._tag} are on the {self.units} "
+            "(the summary reports the original units)"
+        )
+        self.inner.start(run, total_models, epochs, done_models)
+
+    def epoch(self, event: EpochEvent) -> None:
+        logs = {f"{k}{self._tag}": v for k, v in event.logs.items()}
+        self.inner.epoch(EpochEvent(keys=event.keys, epoch=event.epoch, epochs=event.epochs, logs=logs))
+
+    def model_done(self, key: tuple[int, int], scores: dict[str, float], seconds: float) -> None:
+        self.inner.model_done(key, scores, seconds)
+
+    def finish(self) -> None:
+        self.inner.finish()
+
+
+def label_transformed_target(reporter: Reporter, transform: str, targets: list[str], task: str) -> Reporter:
+    """``reporter`` itself, or wrapped in :class:`TransformedTargetLogs` when the target is transformed."""
+    units = transformed_target_note(transform, targets, task)
+    return TransformedTargetLogs(reporter, units) if units else reporter
 
 
 class Reporter(Protocol):
@@ -78,7 +146,12 @@ class NullReporter:
 
 
 class _Clock:
-    """Elapsed time and ETA from finished epochs of finished and running models."""
+    """Elapsed time and ETA from finished epochs of finished and running models.
+
+    The first epoch of a run includes compiling the training step (seconds, against
+    milliseconds for later epochs), so the ETA extrapolates only from the epochs after it,
+    and only once two of them are timed.
+    """
 
     def __init__(self) -> None:
         self.t0 = time.monotonic()
@@ -88,6 +161,9 @@ class _Clock:
         self.base_models = 0
         self.models_in_flight = 1
         self.epoch_now = 0
+        self.mark_time: float | None = None
+        self.mark_work = 0.0
+        self.timed_epochs = 0
 
     def start(self, total: int, epochs: int, done: int) -> None:
         self.t0 = time.monotonic()
@@ -95,20 +171,43 @@ class _Clock:
         self.epochs = max(epochs, 1)
         self.done_models = done
         self.base_models = done
+        self.mark_time = None
+        self.mark_work = 0.0
+        self.timed_epochs = 0
 
     def fraction(self) -> float:
         work = self.done_models * self.epochs + self.models_in_flight * self.epoch_now
         return min(1.0, work / (self.total * self.epochs))
 
+    def tick(self) -> None:
+        """An epoch ended: the first one sets the mark the ETA is timed from."""
+        if self.mark_time is None:
+            self.mark_time = time.monotonic()
+            self.mark_work = self.fraction()
+        else:
+            self.timed_epochs += 1
+
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
 
     def eta(self) -> float | None:
-        base = self.base_models / self.total
-        frac = self.fraction() - base
+        """Seconds left, or None until two epochs after the first have been timed."""
+        if self.mark_time is None or self.timed_epochs < 2:
+            return None
+        frac = self.fraction() - self.mark_work
         if frac <= 0:
             return None
-        return self.elapsed() * (1.0 - self.fraction()) / frac
+        return (time.monotonic() - self.mark_time) * (1.0 - self.fraction()) / frac
+
+
+def _who(keys: tuple[tuple[int, int], ...], total: int) -> str:
+    """``"repeat 2 fold 3"``, ``"10 models"``, or ``""`` for a run of one model (no folds to name)."""
+    if len(keys) != 1:
+        return f"{len(keys)} models"
+    if total <= 1:
+        return ""
+    r, f = keys[0]
+    return f"repeat {r + 1} fold {f + 1}"
 
 
 class PlainReporter:
@@ -142,28 +241,26 @@ class PlainReporter:
     def epoch(self, event: EpochEvent) -> None:
         self.clock.models_in_flight = len(event.keys)
         self.clock.epoch_now = event.epoch
+        self.clock.tick()
         if self.log_every <= 0 or (event.epoch % self.log_every and event.epoch != event.epochs):
             return
-        if len(event.keys) == 1:
-            r, f = event.keys[0]
-            who = f"repeat {r + 1} fold {f + 1}"
-        else:
-            who = f"{len(event.keys)} models"
+        who = _who(event.keys, self.clock.total)
+        who = f"{who} | " if who else ""
         self._line(
-            f"{self.run} | {who} | epoch {event.epoch}/{event.epochs} | {fmt_logs(event.logs)} | "
-            f"elapsed {fmt_duration(self.clock.elapsed())} | eta {fmt_duration(self.clock.eta())}"
+            f"{self.run} | {who}epoch {event.epoch}/{event.epochs} | {fmt_logs(event.logs)} | "
+            f"elapsed {fmt_duration(self.clock.elapsed())} | eta {fmt_eta(self.clock.eta())}"
         )
 
     def model_done(self, key: tuple[int, int], scores: dict[str, float], seconds: float) -> None:
         self.clock.done_models += 1
         self.clock.epoch_now = 0
-        r, f = key
         shown = " ".join(f"{k}={v:.4g}" for k, v in list(scores.items())[:4])
         shown = f"{shown} | " if shown else ""
         if self.log_every == 0 or self.clock.models_in_flight == 1:
+            who = _who((key,), self.clock.total) or "model"
             self._line(
-                f"{self.run} | repeat {r + 1} fold {f + 1} done ({self.clock.done_models}/{self.clock.total}) | "
-                f"{shown}{fmt_duration(seconds)} | eta {fmt_duration(self.clock.eta())}"
+                f"{self.run} | {who} done ({self.clock.done_models}/{self.clock.total}) | "
+                f"{shown}{fmt_duration(seconds)} | eta {fmt_eta(self.clock.eta())}"
             )
 
     def finish(self) -> None:
@@ -210,14 +307,13 @@ class RichReporter:
     def epoch(self, event: EpochEvent) -> None:
         self.clock.models_in_flight = len(event.keys)
         self.clock.epoch_now = event.epoch
-        if len(event.keys) == 1:
-            r, f = event.keys[0]
-            who = f"repeat {r + 1} fold {f + 1}"
-        else:
-            who = f"{len(event.keys)} models"
+        self.clock.tick()
+        who = _who(event.keys, self.clock.total)
+        who = f"{who} " if who else ""
         done = self.clock.fraction() * self.clock.total * self.clock.epochs
+        eta = "" if self.clock.eta() is not None else " (eta estimating\u2026)"
         self.progress.update(
-            self.task, completed=done, info=f"{who} epoch {event.epoch}/{event.epochs} {fmt_logs(event.logs, 3)}"
+            self.task, completed=done, info=f"{who}epoch {event.epoch}/{event.epochs} {fmt_logs(event.logs, 3)}{eta}"
         )
 
     def model_done(self, key: tuple[int, int], scores: dict[str, float], seconds: float) -> None:

@@ -7,23 +7,25 @@ from typing import Any
 from rich.table import Table
 
 from dlrun.progress import fmt_value as _f
+from dlrun.summary import headline_block, headline_name
 
 
 def cv_summary_table(summary: dict[str, Any]) -> Table:
     """Every metric's headline estimate with its interval, beside the no-skill baseline."""
     conf = int(round(summary.get("confidence", 0.95) * 100))
     table = Table(
-        title=f"{summary['name']}: {summary['n_models']} models ({summary['mode']}, engine {summary['engine']})"
+        title=f"{summary['name']}: {summary['n_models']} models ({summary['mode']}, engine {summary['engine']})",
+        caption="std: of the fold scores; se: of the estimate, Nadeau\u2013Bengio corrected where the estimate is "
+        "'corrected' (\u221a(1/J + n_test/n_train)\u00b7std, not std/\u221aJ, because folds share training rows)",
     )
-    for col in ("metric", "estimate", "n", "mean", "std", "se", f"{conf}% CI", "baseline mean"):
+    for col in ("metric", "estimate", "n", "mean", "std (folds)", "se (estimate)", f"{conf}% CI", "baseline mean"):
         table.add_column(col, justify="left" if col in ("metric", "estimate") else "right")
     for m, block in summary["metrics"].items():
-        d = block[block["headline"]] or block["folds"]
-        base = summary["baseline"]["metrics"][m]
-        bd = base[base["headline"]] or base["folds"]
+        d = headline_block(block)
+        bd = headline_block(summary["baseline"]["metrics"][m])
         table.add_row(
             m,
-            block["headline"],
+            headline_name(block),
             str(d["n"]),
             _f(d["mean"]),
             _f(d.get("std")),

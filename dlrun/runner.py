@@ -7,28 +7,33 @@ once as a part file, so a killed run loses at most the folds in flight and
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from dlrun import report, stats
+from dlrun import lifecycle, report, stats
 from dlrun.datasets import Dataset, load_dataset
-from dlrun.engines.base import FitJob, FitResult
-from dlrun.errors import InputError, Interrupted, RunError, SpecError
+from dlrun.engines.base import Engine, FitJob, FitResult
+from dlrun.errors import DlrunError, InputError, Interrupted, RunError, SpecError
 from dlrun.models import default_eval_metrics
 from dlrun.preprocessing import Preprocessor
 from dlrun.progress import NullReporter, Reporter
 from dlrun.progress import fmt_value as _fmt
 from dlrun.scoring import HIGHER_IS_BETTER, baseline_name, baseline_scores, check_metrics, score
 from dlrun.spec import CV_MODES, TRAIN_MODES, Spec, resolved_dict
-from dlrun.splits import Fold, make_folds, splits_digest
+from dlrun.splits import Fold, concrete_repeats, make_folds, splits_digest
+from dlrun.summary import headline_block
+
+if TYPE_CHECKING:
+    from dlrun.executors import Executor
 
 
 # ----------------------------------------------------------------------------- preparation
@@ -74,7 +79,12 @@ def prepare(spec: Spec, reporter: Reporter | None = None, data: Dataset | None =
         classes = np.unique(labels)
     metrics = spec.evaluation.metrics or default_eval_metrics(task)
     check_metrics(metrics, task)
-    folds = make_folds(spec.evaluation, len(data.y), labels, task, spec.seed)
+    if getattr(spec.evaluation, "test_rows", "split") == "source" and data.test_rows is not None:
+        from dlrun.splits import source_test_fold
+
+        folds = [source_test_fold(spec.evaluation, len(data.y), data.test_rows, labels, task, spec.seed)]
+    else:
+        folds = make_folds(spec.evaluation, len(data.y), labels, task, spec.seed)
     prep = Prepared(spec, data, task, classes, folds, list(metrics))
     probe = Preprocessor(spec.preprocessing, task).fit(
         _take(data.X, folds[0].train[:50]), data.y.iloc[folds[0].train[:50]], classes=classes
@@ -138,6 +148,7 @@ def make_job(prep: Prepared, fold: Fold) -> tuple[FitJob, Preprocessor]:
         job.y_val = pre.transform_y(data.y.iloc[val_rows])
     if len(fold.test):
         job.x_test = pre.transform_x(_take(data.X, fold.test))
+        job.y_test = pre.transform_y(data.y.iloc[fold.test])
     return job, pre
 
 
@@ -211,43 +222,111 @@ def predictions_frame(
 
 
 # ----------------------------------------------------------------------------- engines
-def choose_engine(
-    prep: Prepared, reporter: Reporter, n_models: int, keep_model: bool = False, previous: str | None = None
-) -> Any:
-    """The engine ``runtime.engine`` asks for; ``auto`` picks stacked whenever it can.
+def choose_engine_name(
+    prep: Prepared, reporter: Reporter, *, keep_model: bool = False, previous: str | None = None
+) -> str:
+    """The engine ``runtime.engine`` asks for; ``auto`` takes the first of
+    :data:`~dlrun.engines.base.AUTO_ORDER` that supports the spec (nothing is built).
 
     Args:
         prep: The prepared run.
         reporter: Where the fallback line goes.
-        n_models: How many models are to be trained.
         keep_model: The caller needs the Keras model (``dlrun train``): sequential.
         previous: The engine that trained the folds already saved (resume); ``auto`` keeps it,
-            because the two engines draw different (equally valid) random streams and a resumed
+            because engines draw different (equally valid) random streams and a resumed
             run must end with exactly the results of an uninterrupted one.
+
+    Raises:
+        SpecError: The engine asked for by name cannot train this spec.
     """
-    from dlrun.engines.sequential import SequentialEngine
+    from dlrun.engines.base import AUTO_ORDER, engine_names, unsupported_reason
 
     want: str = prep.spec.runtime.engine
-    if want == "auto" and previous in ("stacked", "sequential"):
+    if want == "auto" and previous in engine_names():
         want = previous
-    if want in ("auto", "stacked") and not keep_model:
-        from dlrun.engines.stacked import StackedEngine, unsupported_reason
-
-        reason = unsupported_reason(prep.spec, prep.task)
-        if reason is None:
-            return StackedEngine(prep.spec, prep.task, prep.input_shape, prep.n_outputs)
+    if keep_model:
+        return "sequential"
+    if want != "auto":
+        reason = unsupported_reason(want, prep.spec, prep.task)
         if reason is not None:
-            if want == "stacked":
-                raise SpecError([("runtime.engine", f"the stacked engine cannot run this spec: {reason}")])
-            reporter.note(f"engine: sequential ({reason})")
-    return SequentialEngine(prep.spec, prep.task, prep.input_shape, prep.n_outputs, keep_model=keep_model)
+            raise SpecError([("runtime.engine", f"the {want} engine cannot run this spec: {reason}")])
+        return want
+    why: list[str] = []
+    for name in AUTO_ORDER:
+        reason = unsupported_reason(name, prep.spec, prep.task)
+        if reason is None:
+            if why:
+                reporter.note(f"engine: {name} ({'; '.join(why)})")
+            return name
+        why.append(reason)
+    raise SpecError([("runtime.engine", f"no engine can run this spec: {'; '.join(why)}")])
+
+
+def choose_engine(
+    prep: Prepared, reporter: Reporter, n_models: int = 0, keep_model: bool = False, previous: str | None = None
+) -> Engine:
+    """Build the engine :func:`choose_engine_name` picks (``n_models`` is kept for callers; unused)."""
+    from dlrun.engines.base import make_engine
+
+    name = choose_engine_name(prep, reporter, keep_model=keep_model, previous=previous)
+    options = {"keep_model": True} if keep_model else {}
+    return make_engine(name, prep.spec, prep.task, prep.input_shape, prep.n_outputs, **options)
+
+
+@dataclass
+class FitChunk:
+    """Train a chunk of folds: the job of a cv run on an :class:`~dlrun.executors.Executor`.
+
+    Called with a list of :class:`FitJob`, it yields each fold's :class:`FitResult` (without the
+    Keras model: models do not travel, weights do). On Ray it is pickled without the engine and
+    the progress callback, and builds the engine in the worker on first use.
+
+    Attributes:
+        spec: The validated spec.
+        task: The resolved task.
+        input_shape: One preprocessed sample's shape.
+        n_outputs: The model's output width.
+        engine_name: The engine the driver chose.
+        on_epoch: Progress callback (this process only).
+        engine: The engine, when the driver built it already (this process only).
+    """
+
+    spec: Spec
+    task: str
+    input_shape: tuple[int, ...]
+    n_outputs: int
+    engine_name: str
+    on_epoch: Any = None
+    engine: Engine | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "on_epoch": None, "engine": None}
+
+    def __call__(self, jobs: list[FitJob]) -> Iterator[FitResult]:
+        if self.engine is None:  # in a worker: set it up as the driver set up itself
+            from dlrun.engines.base import make_engine
+            from dlrun.runtime import quiet_tensorflow, setup
+
+            quiet_tensorflow()
+            setup(self.spec.runtime)
+            self.engine = make_engine(self.engine_name, self.spec, self.task, self.input_shape, self.n_outputs)
+        for result in self.engine.fit(jobs, self.on_epoch):
+            result.model = None
+            yield result
 
 
 # ----------------------------------------------------------------------------- stop signals
 class _StopSignals:
-    """Turn SIGTERM into KeyboardInterrupt while a run trains, so state is saved and marked."""
+    """Turn SIGTERM into KeyboardInterrupt while a run trains, so state is saved and marked.
+
+    A no-op where :func:`dlrun.lifecycle.install_signal_handlers` is in effect (the CLI): there
+    both signals set a flag that the run checks at safe points, for the whole command.
+    """
 
     def __enter__(self) -> _StopSignals:
+        self.old = None
+        if lifecycle.handlers_installed():
+            return self
         self.old = signal.getsignal(signal.SIGTERM)
         try:
             signal.signal(signal.SIGTERM, self._raise)
@@ -262,6 +341,10 @@ class _StopSignals:
     def __exit__(self, *exc: Any) -> None:
         if self.old is not None:
             signal.signal(signal.SIGTERM, self.old)
+
+
+StopSignals = _StopSignals
+"""The public name of the stop-signal guard (sweeps and batches hold it around their jobs)."""
 
 
 # ----------------------------------------------------------------------------- run bookkeeping
@@ -287,26 +370,71 @@ def _env(spec: Spec, device: dict[str, Any], argv: list[str] | None) -> dict[str
     return {**versions(), "device": device, "seed": spec.seed, "command": argv or sys.argv, "time": report.now_iso()}
 
 
-def _begin(spec: Spec, writer: report.RunWriter, command: str, total: int, argv: list[str] | None) -> dict[str, Any]:
-    from dlrun.runtime import setup
-
-    device = setup(spec.runtime)
-    writer.write_config(resolved_dict(spec))
-    writer.write_env(_env(spec, device, argv))
-    old = writer.read_state() or {}
+def _starting(spec: Spec, writer: report.RunWriter, command: str, argv: list[str] | None) -> dict[str, Any]:
+    """Mark the run ``running`` (phase ``starting``) before anything slow, so that a run killed or
+    stopped during start-up is visible to ``status`` and ``clean``. Keeps the first start time.
+    Returns the new state, with the previous one under the key ``"previous"`` (not written)."""
+    old = writer.read_state()
     state = {
         "name": spec.name,
         "command": command,
         "mode": spec.evaluation.mode,
         "status": "running",
-        "started": old.get("started", report.now_iso()),
-        "resumed": bool(old),
-        "total_models": total,
+        "phase": "starting",
+        "started": (old or {}).get("started") or report.now_iso(),
+        "resumed": old is not None,
+        "total_models": int((old or {}).get("total_models", 0) or 0),
         "finished_models": 0,
         "epochs": spec.training.epochs,
-        "device": device["device"],
+        "resume_command": lifecycle.resume_command(argv, writer.path, command),
     }
+    if (old or {}).get("engine"):
+        state["engine"] = old["engine"]  # which engine trained the saved folds: resume keeps it
     writer.write_state(state)
+    return {**state, "previous": old or {}}
+
+
+def _public(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if k != "previous"}
+
+
+def _begin(
+    spec: Spec,
+    writer: report.RunWriter,
+    command: str,
+    total: int,
+    argv: list[str] | None,
+    state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Set up the device, write config.yaml and env.json, mark the run ``running`` with ``total`` models.
+
+    Args:
+        state: The state :func:`_starting` returned, updated in place; None reads the folder's own.
+    """
+    from dlrun.runtime import setup
+
+    device = setup(spec.runtime)
+    if lifecycle.stop_requested():  # setup imports the backend: seconds in which a signal may arrive
+        st = state if state is not None else (writer.read_state() or {})
+        _fail(writer, st, Interrupted("stopped"))
+        raise Interrupted(interrupted_message(st, writer.path, argv, command))
+    writer.write_config(resolved_dict(spec))
+    writer.write_env(_env(spec, device, argv))
+    if state is None:
+        old = writer.read_state() or {}
+        state = {
+            "name": spec.name,
+            "command": command,
+            "mode": spec.evaluation.mode,
+            "started": old.get("started", report.now_iso()),
+            "resumed": bool(old.get("resumed")) if old.get("phase") == "starting" else bool(old),
+            "epochs": spec.training.epochs,
+            "resume_command": lifecycle.resume_command(argv, writer.path, command),
+        }
+    state.update(
+        status="running", phase="training", total_models=total, finished_models=0, device=device["device"]
+    )
+    writer.write_state(_public(state))
     writer.append_progress({"event": "start", "command": command, "total_models": total})
     return state
 
@@ -321,8 +449,54 @@ def _fail(writer: report.RunWriter, state: dict[str, Any], exc: BaseException) -
     else:
         state["error"] = " ".join(str(exc).split()) or type(exc).__name__
     state["ended"] = report.now_iso()
-    writer.write_state(state)
+    writer.write_state(_public(state))
     writer.append_progress({"event": state["status"], "error": state["error"]})
+
+
+def interrupted_message(state: dict[str, Any], run_dir: Path, argv: list[str] | None, command: str) -> str:
+    """``interrupted after 3/10 folds; resume with: dlrun cv cfg.yaml --out DIR --resume``."""
+    done, total = state.get("finished_models", 0), state.get("total_models", 0)
+    where = f" after {done}/{total} folds" if command == "cv" and total else ""
+    resume = state.get("resume_command") or lifecycle.resume_command(argv, run_dir, command)
+    return f"interrupted ({lifecycle.stop_signal_name()}){where}; resume with: {resume}"
+
+
+def check_command(spec: Spec, command: str) -> None:
+    """Refuse a spec whose evaluation mode belongs to the other command (before any folder is made).
+
+    Raises:
+        InputError: ``train`` on a cv mode or ``cv`` on a train mode.
+    """
+    if command == "cv" and spec.evaluation.mode not in CV_MODES:
+        raise InputError(
+            f"evaluation.mode must be one of {', '.join(CV_MODES)} for `dlrun cv`, got '{spec.evaluation.mode}'; "
+            "use `dlrun train` for split, validation_split and none"
+        )
+    if command == "train" and spec.evaluation.mode not in TRAIN_MODES:
+        raise InputError(
+            f"evaluation.mode must be one of {', '.join(TRAIN_MODES)} for `dlrun train`, got '{spec.evaluation.mode}'; "
+            "use `dlrun cv` for kfold, repeated_kfold and repeated_split"
+        )
+
+
+def _check_resumable(spec: Spec, run_dir: Path) -> None:
+    """Before anything is loaded or written: no pickles, and the same spec as the run recorded."""
+    report.refuse_legacy_pickles(run_dir)
+    lifecycle.check_fingerprint(run_dir, lifecycle.make_fingerprint(resolved_dict(spec), None, None), spec_only=True)
+
+
+def _record_fingerprint(prep: Prepared, run_dir: Path) -> None:
+    """Compare the full fingerprint (spec, data, splits) with the folder's, or record it for a new run."""
+    fp = lifecycle.make_fingerprint(
+        resolved_dict(prep.spec),
+        lifecycle.data_checksum(prep.data.X, prep.data.y),
+        splits_digest(prep.folds),
+    )
+    if not (Path(run_dir) / report.FINGERPRINT).exists():
+        lifecycle.check_fingerprint(run_dir, fp)  # a folder from before fingerprints: its config.yaml
+        lifecycle.write_fingerprint(run_dir, fp)
+    else:
+        lifecycle.check_fingerprint(run_dir, fp)
 
 
 # ----------------------------------------------------------------------------- cv
@@ -333,8 +507,13 @@ def run_cv(
     *,
     argv: list[str] | None = None,
     prep: Prepared | None = None,
+    executor: str | Executor | None = None,
 ) -> RunOutcome:
     """Cross-validate: train every fold (skipping folds already saved), then summarise.
+
+    The folds train on ``executor``: in this process (the engine streams each fold back as it
+    finishes), or as Ray tasks (a chunk of folds per task). Either way this process preprocesses
+    the folds, scores each fold as it comes back, saves it as a part, and writes every file.
 
     Args:
         spec: A spec whose ``evaluation.mode`` is kfold, repeated_kfold or repeated_split.
@@ -342,33 +521,64 @@ def run_cv(
         reporter: Progress sink.
         argv: The command line, for ``env.json``.
         prep: A :func:`prepare` result to reuse.
+        executor: ``local``, ``ray`` or an :class:`~dlrun.executors.Executor` (default: ``runtime.executor``).
+
+    Raises:
+        InputError: Not a cv mode; Ray is missing or no node fits a job.
+        RunError: Some folds failed (a worker died past ``runtime.max_retries``, say); the
+            others are saved. A dlrun error raised while training (a NaN loss) ends the run as it is.
+        Interrupted: Ctrl-C or SIGTERM; jobs still out are cancelled.
     """
+    from dlrun.executors import Resources, make_executor
+
     reporter = reporter or NullReporter()
-    if spec.evaluation.mode not in CV_MODES:
-        raise InputError(
-            f"evaluation.mode must be one of {', '.join(CV_MODES)} for `dlrun cv`, got '{spec.evaluation.mode}'; "
-            "use `dlrun train` for split, validation_split and none"
-        )
-    prep = prep or prepare(spec, reporter)
+    check_command(spec, "cv")
+    if spec.evaluation.repeats == "auto":
+        return run_cv_auto(spec, run_dir, reporter, argv=argv, executor=executor)
+    _check_resumable(spec, run_dir)  # before any file: another config is refused, never mixed in
+    runner = make_executor(executor, spec.runtime)
+    slots = runner.slots(Resources.of(spec.runtime))  # before any file: a job no node can run is refused
     writer = report.RunWriter(run_dir)
+    with _guard_startup(writer, _starting(spec, writer, "cv", argv), argv, "cv"):
+        prep = prep or prepare(spec, reporter)
+        _record_fingerprint(prep, run_dir)
     writer.write_table(report.FOLDS, folds_table(prep.folds))
+    # Jobs elsewhere train on their own devices: a GPU asked for is theirs, not this process's.
+    driver_spec = spec
+    if not runner.in_process and spec.runtime.device == "gpu":
+        driver_spec = spec.model_copy(update={"runtime": spec.runtime.model_copy(update={"device": "auto"})})
     previous = (writer.read_state() or {}).get("engine")
-    state = _begin(spec, writer, "cv", len(prep.folds), argv)
-    parts = writer.read_parts()
+    state = _begin(driver_spec, writer, "cv", len(prep.folds), argv)
+    if driver_spec is not spec:
+        writer.write_config(resolved_dict(spec))
+    state["executor"] = runner.name
+    parts = writer.read_parts(on_corrupt=reporter.note)
     pending = [f for f in prep.folds if f.key not in parts]
     engine_name = "none"
     try:
         with _StopSignals():
             if pending:
-                engine = choose_engine(prep, reporter, len(pending), previous=previous if parts else None)
-                engine_name = engine.name
+                engine_name = choose_engine_name(prep, reporter, previous=previous if parts else None)
+                fit = FitChunk(spec, prep.task, prep.input_shape, prep.n_outputs, engine_name)
+                if runner.in_process:
+                    fit.engine = choose_engine(prep, NullReporter(), previous=engine_name)
+                    fit.on_epoch = _stopping_relay(reporter)
                 state["engine"] = engine_name
                 reporter.start(spec.name, len(prep.folds), spec.training.epochs, done_models=len(parts))
                 state["finished_models"] = len(parts)
-                writer.write_state(state)
+                writer.write_state(_public(state))
                 last_state = time.monotonic()
-                for fold, part in _train_folds(prep, engine, pending, reporter):
-                    writer.write_part(fold.repeat, fold.fold, part)
+                failed: list[tuple[Fold, str]] = []
+                batched = fit.engine is not None and bool(getattr(fit.engine, "batched", True))
+                plan = chunk_plan(fit.engine, prep, list(prep.folds)) if runner.in_process and batched else None
+                commit = ChunkCommitter(writer, plan, pending)
+                for fold, part, error in _train_folds(prep, runner, slots, fit, pending, reporter, plan=plan):
+                    if part is None:
+                        failed.append((fold, error))
+                        event = {"event": "fold_failed", "repeat": fold.repeat, "fold": fold.fold, "error": error}
+                        writer.append_progress(event)
+                        continue
+                    commit.add(fold, part)  # a chunk's folds are saved together, in one file
                     parts[fold.key] = part
                     state["finished_models"] = len(parts)
                     # state.json is a progress display; the parts are the record, so rewrite it at most 2/s
@@ -379,16 +589,24 @@ def run_cv(
                         {"event": "fold", "repeat": fold.repeat, "fold": fold.fold, "scores": _main_scores(prep, part)}
                     )
                     reporter.model_done(fold.key, _main_scores(prep, part), float(part["scores"]["seconds"]))
+                    lifecycle.check_stop()
                 reporter.finish()
+                if failed:
+                    names = ", ".join(f"repeat {f.repeat} fold {f.fold}" for f, _ in failed)
+                    raise RunError(
+                        f"{len(failed)} of {len(prep.folds)} fold(s) failed{runner.where} ({names}): {failed[0][1]}; "
+                        f"the other folds are saved: resume with: dlrun cv --resume --out {run_dir}"
+                    )
             if engine_name == "none":
                 engine_name = str(state.get("engine") or next(iter(parts.values()))["scores"].get("engine", "none"))
+            state["phase"] = "writing"
             summary = assemble_cv(prep, writer, parts, engine_name)
+            lifecycle.check_stop()
     except (KeyboardInterrupt, Interrupted) as exc:
         reporter.finish()
+        state["finished_models"] = len(parts)
         _fail(writer, state, exc)
-        raise Interrupted(
-            f"interrupted after {len(parts)}/{len(prep.folds)} folds; resume with: dlrun cv --resume --out {run_dir}"
-        ) from None
+        raise Interrupted(interrupted_message(state, run_dir, argv, "cv")) from None
     except BaseException as exc:
         reporter.finish()
         _fail(writer, state, exc)
@@ -399,31 +617,301 @@ def run_cv(
     return RunOutcome(run_dir, summary, engine_name)
 
 
+def chunk_plan(engine: Any, prep: Prepared, folds: list[Fold]) -> list[list[Fold]]:
+    """How ``engine`` groups ALL the run's folds into chunks trained together, in fold order.
+
+    The plan depends on the whole run, not on what is left, so a resumed run trains each
+    remaining chunk as an uninterrupted run did (the stacked engine's results agree only to
+    about 1e-8 across different groupings). An engine without ``models_per_chunk``: one chunk.
+    """
+    sizer = getattr(engine, "models_per_chunk", None)
+    if sizer is None:
+        return [list(folds)]
+    from dlrun.engines.base import FitJob
+
+    # the sizing reads only the row counts of each fold
+    stubs = [
+        FitJob(
+            repeat=f.repeat,
+            fold=f.fold,
+            seed=f.seed,
+            x_train=np.empty((len(f.train), 0), np.float32),
+            y_train=np.empty((len(f.train),), np.float32),
+            x_val=np.empty((len(f.val), 0), np.float32) if len(f.val) else None,
+        )
+        for f in folds
+    ]
+    try:
+        per = max(1, int(sizer(stubs)))
+    except Exception:  # an engine that needs real arrays to size itself: one call, chunked as it likes
+        return [list(folds)]
+    n_chunks = -(-len(folds) // per)
+    size = -(-len(folds) // n_chunks)  # even chunks, as the stacked engine makes them
+    return [folds[i : i + size] for i in range(0, len(folds), size)]
+
+
+class ChunkCommitter:
+    """Saves the parts of one chunk of folds together, in one sealed file, once all are scored.
+
+    A run killed between two folds of a chunk then keeps none of them, and the resumed run
+    trains that chunk whole, exactly as the uninterrupted run did.
+
+    Args:
+        writer: The run's writer.
+        plan: Chunks (:func:`chunk_plan`), or None: each fold is saved on its own.
+        pending: The folds this process trains.
+    """
+
+    def __init__(self, writer: report.RunWriter, plan: list[list[Fold]] | None, pending: list[Fold]) -> None:
+        self.writer = writer
+        wanted = {f.key for f in pending}
+        self.members: list[list[tuple[int, int]]] = []
+        self.chunk_of: dict[tuple[int, int], int] = {}
+        for chunk in plan or []:
+            keys = [f.key for f in chunk if f.key in wanted]
+            if keys:
+                for k in keys:
+                    self.chunk_of[k] = len(self.members)
+                self.members.append(keys)
+        self.staged: dict[int, dict[tuple[int, int], dict[str, Any]]] = {}
+
+    def add(self, fold: Fold, part: dict[str, Any]) -> None:
+        """Stage one scored fold; write its chunk when the chunk is complete."""
+        i = self.chunk_of.get(fold.key)
+        if i is None:
+            self.writer.write_parts([part])
+            return
+        got = self.staged.setdefault(i, {})
+        got[fold.key] = part
+        if len(got) == len(self.members[i]):
+            self.writer.write_parts([got[k] for k in self.members[i]])
+            del self.staged[i]
+
+
+def _stopping_relay(reporter: Reporter) -> Any:
+    """The engines' per-epoch callback: progress, then a safe point for stop signals."""
+
+    def on_epoch(event: Any) -> None:
+        reporter.epoch(event)
+        lifecycle.check_stop()
+
+    return on_epoch
+
+
+@contextlib.contextmanager
+def _guard_startup(writer: report.RunWriter, state: dict[str, Any], argv: list[str] | None, command: str) -> Any:
+    """Start-up (data, folds, fingerprint): a failure or stop signal here marks the run too."""
+    try:
+        yield state
+        lifecycle.check_stop()
+    except (KeyboardInterrupt, Interrupted) as exc:
+        _fail(writer, state, exc)
+        raise Interrupted(interrupted_message(state, writer.path, argv, command)) from None
+    except BaseException as exc:
+        _fail(writer, state, exc)
+        raise
+
+
+def extend_repeats(spec: Spec, run_dir: Path, reporter: Reporter | None = None) -> Prepared:
+    """Let a cv folder grow to ``spec``'s (larger) number of repeats, keeping its saved folds.
+
+    The first R repeats' splits and seeds do not depend on how many repeats follow, so a run of
+    R repeats is the start of a run of R + c. The folder's fingerprint is re-recorded for the
+    longer run after checking that nothing else changed and that its saved folds are exactly
+    the first folds of the longer run.
+
+    Returns:
+        The prepared longer run (pass it to :func:`run_cv`).
+
+    Raises:
+        InputError: Something other than the number of repeats changed, or the saved folds are not a prefix.
+    """
+    from dlrun import lifecycle
+
+    prep = prepare(spec, reporter)
+    fp_path = Path(run_dir) / report.FINGERPRINT
+    if not fp_path.exists():
+        return prep
+    old = report.read_json(fp_path)
+    new = lifecycle.make_fingerprint(
+        resolved_dict(spec), lifecycle.data_checksum(prep.data.X, prep.data.y), splits_digest(prep.folds)
+    )
+    grown = ("evaluation.repeats", "evaluation.mode", "the splits")
+    changes = [c for c in lifecycle.fingerprint_diff(old, new) if not c.startswith(grown)]
+    if changes:
+        raise InputError(
+            f"{run_dir} can only grow by more repeats, but its spec differs in: {'; '.join(changes[:6])}; "
+            "start a new run with another --out"
+        )
+    saved = Path(run_dir) / report.FOLDS
+    n_old = len(pd.read_csv(saved, usecols=["repeat"])) if saved.exists() else 0
+    if old.get("splits") and n_old and splits_digest(prep.folds[:n_old]) != old["splits"]:
+        raise InputError(
+            f"{run_dir}: its saved folds are not the first folds of a run with {concrete_repeats(spec.evaluation)} "
+            "repeats, so repeats cannot be added to it; start a new run with another --out"
+        )
+    lifecycle.write_fingerprint(run_dir, new)
+    return prep
+
+
+def with_repeats(spec: Spec, repeats: int) -> Spec:
+    """``spec`` with ``repeats`` concrete repeats (k-fold modes become ``repeated_kfold``)."""
+    ev = spec.evaluation
+    mode = "repeated_split" if ev.mode == "repeated_split" else "repeated_kfold"
+    return spec.model_copy(update={"evaluation": ev.model_copy(update={"mode": mode, "repeats": int(repeats)})})
+
+
+def halfwidth_floor(summary: dict[str, Any]) -> float | None:
+    """The narrowest headline half-width more repeats could reach, or None when there is no floor.
+
+    The Nadeau–Bengio variance ``(1/J + n_test/n_train)·s²`` keeps its ``n_test/n_train`` term
+    however many repeats are added, so the corrected interval cannot shrink below about
+    ``z·√(n_test/n_train)·s`` (mapped through the metric's scale at the current mean).
+    """
+    block = summary["metrics"][summary["main_metric"]]
+    d = block.get("corrected")
+    if block["headline"] != "corrected" or not d or d.get("std") is None:
+        return None
+    se_inf = (float(d["n_test"]) / float(d["n_train"])) ** 0.5 * float(d["std"])
+    lo, hi, _ = stats.bounded_interval(
+        float(d["mean"]), se_inf, 10**6, float(d["confidence"]), stats.metric_scale(summary["main_metric"])
+    )
+    return max(float(d["mean"]) - lo, hi - float(d["mean"]))
+
+
+def run_cv_auto(
+    spec: Spec,
+    run_dir: Path,
+    reporter: Reporter | None = None,
+    *,
+    argv: list[str] | None = None,
+    executor: Any = None,
+) -> RunOutcome:
+    """``evaluation.repeats: auto``: add repeats in chunks until the headline is narrow enough.
+
+    Each chunk of :data:`dlrun.splits.AUTO_CHUNK` repeats is one :func:`run_cv` call on the same
+    folder: the folds already saved are kept (the splits of the first R repeats do not depend
+    on how many follow), only the new chunk is trained, at once by the engine. It stops when the
+    headline interval's half-width is at most ``evaluation.target_halfwidth``, when
+    ``evaluation.max_repeats`` is reached, or as soon as the target is below the half-width no
+    number of repeats can reach (:func:`halfwidth_floor`). The summary's ``adaptive`` block and
+    the headline text say how many repeats ran and why it stopped.
+    """
+    from dlrun.splits import AUTO_CHUNK
+
+    ev = spec.evaluation
+    target = float(ev.target_halfwidth or 0.0)
+    most = int(ev.max_repeats)
+    r = min(AUTO_CHUNK, most)
+    trail: list[dict[str, Any]] = []
+    while True:
+        concrete = with_repeats(spec, r)
+        prep = extend_repeats(concrete, run_dir, reporter) if trail else None
+        outcome = run_cv(concrete, run_dir, reporter, argv=argv, executor=executor, prep=prep)
+        summary = outcome.summary
+        half = summary["headline"].get("halfwidth")
+        trail.append({"repeats": r, "halfwidth": half})
+        floor = halfwidth_floor(summary)
+        d = stats.decimals_for(half)
+        if half is not None and half <= target:
+            why = f"the headline half-width {half:.{d}f} is at most the target {target:g}"
+            reached = "target"
+            break
+        if r >= most:
+            why = f"evaluation.max_repeats = {most} was reached with half-width {_fmt(half)} > target {target:g}"
+            reached = "max_repeats"
+            break
+        if floor is not None and floor > target:
+            why = (
+                f"the target {target:g} cannot be reached: the Nadeau\u2013Bengio interval keeps its n_test/n_train "
+                f"term however many repeats are added, so its half-width stays above about {floor:.{d}f} "
+                f"(now {_fmt(half)}); more data would narrow it, more repeats cannot"
+            )
+            reached = "unreachable"
+            break
+        r = min(most, r + AUTO_CHUNK)
+    adaptive = {
+        "repeats_run": r,
+        "target_halfwidth": target,
+        "max_repeats": most,
+        "chunk": AUTO_CHUNK,
+        "halfwidth": half,
+        "floor": floor,
+        "stopped": reached,
+        "trail": trail,
+        "text": f"{r} repeat{'s' if r != 1 else ''} run (evaluation.repeats: auto, chunks of {AUTO_CHUNK}); "
+        f"stopped because {why}",
+    }
+    summary["adaptive"] = adaptive
+    summary["headline"]["text"] += f"; {adaptive['text']}"
+    summary["headline"]["adaptive"] = adaptive["text"]
+    writer = report.RunWriter(run_dir)
+    writer.write_summary(summary, summary_markdown(summary))
+    return RunOutcome(outcome.path, summary, outcome.engine, [*outcome.notes, adaptive["text"]])
+
+
 def _main_scores(prep: Prepared, part: dict[str, Any]) -> dict[str, float]:
     return {m: part["scores"].get(m, float("nan")) for m in prep.metrics}
 
 
 def _train_folds(
-    prep: Prepared, engine: Any, folds: list[Fold], reporter: Reporter
-) -> Iterator[tuple[Fold, dict[str, Any]]]:
-    """Build jobs, train them with ``engine`` and score each as it finishes."""
+    prep: Prepared,
+    runner: Executor,
+    slots: int,
+    fit: FitChunk,
+    folds: list[Fold],
+    reporter: Reporter,
+    plan: list[list[Fold]] | None = None,
+) -> Iterator[tuple[Fold, dict[str, Any] | None, str]]:
+    """Train ``folds`` on ``runner`` in chunks; yield ``(fold, part, "")`` as each is scored, or
+    ``(fold, None, reason)`` for each fold of a job that failed.
+
+    In this process a batched engine gets every fold at once (it chunks by memory and streams
+    results) and a one-at-a-time engine one fold per job (each fold is preprocessed just before
+    it trains); elsewhere the folds are spread over the slots, at most two jobs per slot out at
+    once, so preprocessed arrays do not pile up.
+    """
+    from dlrun.executors import chunk_size
+
+    batched = bool(fit.engine.batched) if fit.engine is not None else True
+    if runner.in_process:
+        size = len(folds) if batched else 1
+    else:
+        size = chunk_size(len(folds), slots, prep.spec.runtime.max_models_per_chunk)
+    chunks = [folds[i : i + size] for i in range(0, len(folds), size)]
+    if plan is not None:  # the whole run's chunks (see chunk_plan), so a resume groups folds alike
+        pending = {f.key for f in folds}
+        chunks = [c for c in ([f for f in chunk if f.key in pending] for chunk in plan) if c]
+    if not runner.in_process:
+        reporter.note(f"{runner.name}: {len(folds)} fold(s) in {len(chunks)} task(s) of up to {size}")
     pres: dict[tuple[int, int], Preprocessor] = {}
     by_key = {f.key: f for f in folds}
-    if engine.name == "sequential":
-        for fold in folds:
-            job, pre = make_job(prep, fold)
-            for result in engine.fit([job], reporter.epoch):
-                yield fold, score_fold(prep, fold, pre, result)
-        return
-    jobs = []
-    for fold in folds:
-        job, pre = make_job(prep, fold)
-        jobs.append(job)
-        pres[fold.key] = pre
-    for result in engine.fit(jobs, reporter.epoch):
-        check_finite(result)
-        key = (result.repeat, result.fold)
-        yield by_key[key], score_fold(prep, by_key[key], pres.pop(key), result)
+
+    def jobs() -> Iterator[list[FitJob]]:
+        for chunk in chunks:
+            batch = []
+            for fold in chunk:
+                job, pre = make_job(prep, fold)
+                batch.append(job)
+                pres[fold.key] = pre
+            yield batch
+
+    with contextlib.closing(runner.map(fit, jobs(), window=2 * slots)) as outcomes:
+        for out in outcomes:
+            if out.ok:
+                result = out.value
+                assert result is not None
+                check_finite(result)
+                key = (result.repeat, result.fold)
+                yield by_key[key], score_fold(prep, by_key[key], pres.pop(key), result), ""
+                continue
+            if isinstance(out.error, DlrunError):  # deterministic (a NaN loss): it ends the run as it is
+                raise out.error
+            lost = [by_key[j.key] for j in out.job if j.key in pres]
+            reporter.note(f"{runner.name}: folds {', '.join(str(f.key) for f in lost)} failed: {out.reason}")
+            for fold in lost:
+                pres.pop(fold.key, None)
+                yield fold, None, out.reason
 
 
 def check_finite(result: FitResult) -> None:
@@ -468,7 +956,7 @@ def assemble_cv(
     writer.write_table(report.HISTORY, history)
     if preds:
         writer.write_table(report.PREDICTIONS, pd.concat(preds, ignore_index=True))
-    repeats = ev.repeats if ev.mode in ("repeated_kfold", "repeated_split") else 1
+    repeats = concrete_repeats(ev) if ev.mode in ("repeated_kfold", "repeated_split") else 1
     n_train = float(np.mean(scores["n_train"] + scores["n_val"]))
     n_test = float(np.mean(scores["n_test"]))
     summary: dict[str, Any] = {
@@ -512,11 +1000,42 @@ def assemble_cv(
             mode=ev.mode,
         )
         summary["train_metrics"][m] = stats.describe(scores[f"train_{m}"].to_numpy(), ev.confidence)
-    main = summary["metrics"][prep.main_metric]
-    summary["headline"] = {"metric": prep.main_metric, "estimate": main["headline"], "text": main["headline_text"]}
+    summary["headline"] = headline(summary["metrics"][prep.main_metric], prep.main_metric)
     writer.write_summary(summary, summary_markdown(summary))
     _cv_plots(prep, writer, scores, history, summary)
     return summary
+
+
+def headline(block: dict[str, Any], metric: str) -> dict[str, Any]:
+    """The summary's ``headline``: the main metric's most defensible estimate, its interval and what it is.
+
+    Args:
+        block: The main metric's :func:`dlrun.stats.summarize_metric` dict.
+        metric: The main metric's name.
+
+    Returns:
+        ``metric``, ``estimate`` (the block key), ``text``, ``mean``, ``ci_low``, ``ci_high``,
+        ``halfwidth`` (the larger distance from the mean to an end: the interval can be
+        asymmetric on a bounded scale), ``se``, ``confidence``, ``interval`` (what the interval
+        is) and ``informative`` (False below 3 degrees of freedom).
+    """
+    d = headline_block(block)
+    lo, hi = stats.interval_of(d)
+    mean = d.get("mean")
+    half = max(mean - lo, hi - mean) if mean is not None and lo is not None and hi is not None else None
+    return {
+        "metric": metric,
+        "estimate": block["headline"],
+        "text": block["headline_text"],
+        "mean": mean,
+        "ci_low": lo,
+        "ci_high": hi,
+        "halfwidth": half,
+        "se": d.get("se"),
+        "confidence": d.get("confidence"),
+        "interval": d.get("label"),
+        "informative": bool(d.get("informative")),
+    }
 
 
 def _positive(prep: Prepared) -> Any:
@@ -526,40 +1045,73 @@ def _positive(prep: Prepared) -> Any:
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
-    """``summary.md``: a readable table of every metric's statistics and the baseline."""
+    """``summary.md``: a readable table of every metric's statistics and the baseline.
+
+    Each row names what its interval is (a calibrated confidence interval, the naive fold
+    interval that ignores fold dependence, or the precision of the CV estimate), and the
+    std and se columns say what they are the spread of.
+    """
     conf = int(round(summary.get("confidence", 0.95) * 100))
     lines = [f"# {summary['name']} — {summary['mode']}", ""]
     if "headline" in summary:
         lines += [f"**{summary['headline']['text']}**", ""]
+        adaptive = summary.get("adaptive")
+        if adaptive:
+            lines += [f"Repeats: {adaptive['text']}", ""]
     if summary["command"] == "cv":
+        short = {
+            "confidence_interval": f"{conf}% confidence interval",
+            "naive_fold_interval": "naive, ignores fold dependence",
+            "split_precision": "precision of the CV estimate",
+            "seed_interval": f"{conf}% interval over seeds (one split)",
+        }
         lines += [
             f"{summary['n_models']} models ({summary['repeats']} repeat(s) × {summary['folds']} fold(s)), "
             f"engine {summary['engine']}, task {summary['task']}.",
             "",
-            f"| metric | estimate | n | mean | std | se | {conf}% CI low | {conf}% CI high | min | max |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| metric | block | interval is | n | mean | std | se | low | high | min | max |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for m, block in summary["metrics"].items():
             for est in ("corrected", "repeats", "folds"):
                 d = block.get(est)
                 if not d:
                     continue
+                lo, hi = stats.interval_of(d)
+                what = short.get(str(d.get("kind")), est)
+                if d.get("kind") and not d.get("informative", True) and lo is not None:
+                    what += " (not informative: < 3 df)"
                 lines.append(
-                    f"| {m} | {est} | {d['n']} | {_fmt(d['mean'])} | {_fmt(d.get('std'))} | {_fmt(d.get('se'))} | "
-                    f"{_fmt(d.get('ci_low'))} | {_fmt(d.get('ci_high'))} | "
-                    f"{_fmt(d.get('min'))} | {_fmt(d.get('max'))} |"
+                    f"| {m} | {est} | {what} | {d['n']} | {_fmt(d['mean'])} | {_fmt(d.get('std'))} | "
+                    f"{_fmt(d.get('se'))} | {_fmt(lo)} | {_fmt(hi)} | {_fmt(d.get('min'))} | {_fmt(d.get('max'))} |"
                 )
+        lines += [
+            "",
+            "- **std** is the sample standard deviation (ddof=1) of the block's values: the fold scores "
+            "(corrected, folds) or the per-repeat means (repeats).",
+            "- **se** of the *corrected* block is the Nadeau–Bengio corrected standard error "
+            "√(1/J + n_test/n_train)·std, larger than std/√J because the folds share training rows; "
+            "in the other blocks se = std/√n.",
+            "- Only the *corrected* block (k-fold modes) is a confidence interval for the score a model trained "
+            "this way gets on new data; its coverage is checked by `benchmarks/calibration.py`. The *folds* "
+            "interval treats folds as independent and is too narrow; the *repeats* interval is the precision of "
+            "the cross-validation estimate for this dataset (how much it moves with another split).",
+            "- Intervals of bounded metrics are built on a scale that keeps them inside the metric's range "
+            "(logit for scores in [0, 1], log(1 − R²) for R², log for errors).",
+        ]
         lines += ["", f"No-skill baseline: {summary['baseline']['model']} on the same folds.", ""]
         lines += [f"| metric | mean | {conf}% CI low | {conf}% CI high |", "|---|---|---|---|"]
         for m, block in summary["baseline"]["metrics"].items():
-            d = block[block["headline"]] or block["folds"]
-            lines.append(f"| {m} | {_fmt(d['mean'])} | {_fmt(d.get('ci_low'))} | {_fmt(d.get('ci_high'))} |")
+            d = headline_block(block)
+            lo, hi = stats.interval_of(d)
+            lines.append(f"| {m} | {_fmt(d['mean'])} | {_fmt(lo)} | {_fmt(hi)} |")
         lines += ["", "Methods:", ""]
         for m, block in summary["metrics"].items():
             for est in ("corrected", "repeats", "folds"):
                 d = block.get(est)
                 if d:
-                    lines.append(f"- {m} ({est}): {d['method']}")
+                    label = f" — {d['label']}" if d.get("label") else ""
+                    lines.append(f"- {m} ({est}{label}): {d['method']}")
     else:
         lines += ["| metric | held-out | training | baseline |", "|---|---|---|---|"]
         for m, v in summary["metrics"].items():
@@ -573,7 +1125,47 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 def _history_metrics(history: pd.DataFrame) -> list[str]:
     skip = {"repeat", "fold", "epoch"}
-    return [c for c in history.columns if c not in skip and not c.startswith("val_")]
+    return [c for c in history.columns if c not in skip and not c.startswith(("val_", "test_"))]
+
+
+def _label_logs(prep: Prepared, reporter: Reporter) -> Reporter:
+    """Mark logged per-epoch values as being on the transformed target, where they are."""
+    from dlrun.progress import label_transformed_target
+
+    return label_transformed_target(
+        reporter, prep.spec.preprocessing.target.transform, prep.data.target_names, prep.task
+    )
+
+
+def _curve_units(prep: Prepared) -> str:
+    """What Keras' per-epoch loss and metrics are measured in when the target is transformed."""
+    from dlrun.progress import transformed_target_note
+
+    return transformed_target_note(prep.spec.preprocessing.target.transform, prep.data.target_names, prep.task)
+
+
+def _confusion_plot(prep: Prepared, writer: report.RunWriter, preds: pd.DataFrame, note: str) -> None:
+    """``plots/confusion_matrix.png`` from held-out predictions (``true``/``pred`` columns)."""
+    from sklearn.metrics import confusion_matrix
+
+    from dlrun import plots
+
+    assert prep.classes is not None
+    # compared as text: the CSV read back and the in-memory labels spell every class alike
+    labels = [str(c) for c in prep.classes]
+    cm = confusion_matrix(preds["true"].astype(str), preds["pred"].astype(str), labels=labels)
+    writer.plot(
+        "confusion_matrix",
+        lambda ax: plots.confusion_matrix(ax, cm, labels, run_name=prep.spec.name, note=note),
+        size=(6.4, 4.8),
+    )
+
+
+def _write_html_report(writer: report.RunWriter) -> None:
+    """``report.html`` beside the run's files (one self-contained page)."""
+    from dlrun import html_report
+
+    html_report.write_report([writer.path], writer.path / html_report.REPORT_HTML)
 
 
 def _cv_plots(
@@ -581,20 +1173,39 @@ def _cv_plots(
 ) -> None:
     from dlrun import plots
 
+    name, units = prep.spec.name, _curve_units(prep)
     for m in _history_metrics(history):
-        writer.plot(f"learning_curve_{m}", lambda ax, m=m: plots.learning_curve(ax, history, m))
+        writer.plot(
+            f"learning_curve_{m}", lambda ax, m=m: plots.learning_curve(ax, history, m, run_name=name, units=units)
+        )
     main = prep.main_metric
     values = scores[main].to_numpy(dtype=float)
     block = summary["metrics"][main]
+    headline = headline_block(block)
+    base_block = summary["baseline"]["metrics"].get(main) or {}
+    base = headline_block(base_block).get("mean")
     writer.plot(
         f"scores_{main}",
-        lambda ax: plots.score_distribution(ax, values, block[block["headline"]] or block["folds"], main),
+        lambda ax: plots.score_distribution(ax, values, headline, main, run_name=name, baseline=base),
+        size=(7.4, 3.6),
     )
-    writer.plot(f"qq_{main}", lambda ax: plots.qq_plot(ax, values, main))
+    writer.plot(f"qq_{main}", lambda ax: plots.qq_plot(ax, values, main, run_name=name))
     if summary["repeats"] > 1:
         per_repeat = scores.groupby("repeat")[main].mean().to_numpy()
-        running = stats.running_stats(per_repeat)
-        writer.plot(f"repeats_{main}", lambda ax: plots.running_mean(ax, running, main))
+        running = stats.running_stats(per_repeat, confidence=prep.spec.evaluation.confidence)
+        writer.plot(
+            f"repeats_{main}", lambda ax: plots.running_mean(ax, running, main, run_name=name, headline=headline)
+        )
+    preds_path = writer.file(report.PREDICTIONS)
+    if prep.task in ("binary", "multiclass") and prep.classes is not None and preds_path.exists():
+        # read as text and compare with the classes as text: the CSV's spelling of every label
+        preds = pd.read_csv(preds_path, usecols=["true", "pred"], dtype=str, keep_default_na=False)
+        reps = int(summary["repeats"])
+        note = f"Out-of-fold predictions of all {summary['n_models']} models pooled" + (
+            f"; each row is counted once per repeat ({reps})." if reps > 1 else "; each row is predicted once."
+        )
+        _confusion_plot(prep, writer, preds, note)
+    _write_html_report(writer)
 
 
 # ----------------------------------------------------------------------------- train
@@ -609,17 +1220,18 @@ def run_train(
 ) -> RunOutcome:
     """Train one model (modes split, validation_split, none) and write every output."""
     reporter = reporter or NullReporter()
-    if spec.evaluation.mode not in TRAIN_MODES:
-        raise InputError(
-            f"evaluation.mode must be one of {', '.join(TRAIN_MODES)} for `dlrun train`, got '{spec.evaluation.mode}'; "
-            "use `dlrun cv` for kfold, repeated_kfold and repeated_split"
-        )
+    check_command(spec, "train")
+    check_smoothing(smoothing)
     writer = report.RunWriter(run_dir)
+    _check_resumable(spec, run_dir)  # a finished run resumed with another config is refused too
     old = writer.read_state() or {}
     if old.get("status") == "finished" and writer.file(report.SUMMARY_JSON).exists():
         reporter.note(f"{run_dir}: finished earlier; nothing to resume")
         return RunOutcome(run_dir, report.read_json(writer.file(report.SUMMARY_JSON)), str(old.get("engine", "")))
-    prep = prepare(spec, reporter, data=data)
+    with _guard_startup(writer, _starting(spec, writer, "train", argv), argv, "train"):
+        prep = prepare(spec, reporter, data=data)
+        _record_fingerprint(prep, run_dir)
+    reporter = _label_logs(prep, reporter)
     state = _begin(spec, writer, "train", 1, argv)
     fold = prep.folds[0]
     try:
@@ -628,7 +1240,7 @@ def run_train(
             from dlrun.engines.sequential import SequentialEngine
 
             job, pre = make_job(prep, fold)
-            ckpt = TrainCheckpoint(writer, spec.training.checkpoint_every)
+            ckpt = TrainCheckpoint(writer, spec.training.checkpoint_every, note=reporter.note)
             ckpt.restore_into(job)
             engine = SequentialEngine(
                 spec, prep.task, prep.input_shape, prep.n_outputs, keep_model=True, extra_callbacks=[ckpt.callback()]
@@ -640,18 +1252,22 @@ def run_train(
             def on_epoch(event: Any) -> None:
                 reporter.epoch(event)
                 writer.append_progress({"event": "epoch", "epoch": event.epoch, "logs": event.logs})
+                lifecycle.check_stop()
 
             result = engine.fit_one(job, on_epoch)
             result.history = ckpt.full_history(result.history)
             result.seconds = time.perf_counter() - t0
             reporter.model_done(fold.key, {}, result.seconds)
             reporter.finish()
+            lifecycle.check_stop()
+            state["phase"] = "writing"
             summary = _write_train(prep, writer, fold, pre, result, smoothing)
+            lifecycle.check_stop()
             ckpt.clear()
     except (KeyboardInterrupt, Interrupted) as exc:
         reporter.finish()
         _fail(writer, state, exc)
-        raise Interrupted(f"interrupted; resume with: dlrun train --resume --out {run_dir}") from None
+        raise Interrupted(interrupted_message(state, run_dir, argv, "train")) from None
     except BaseException as exc:
         reporter.finish()
         _fail(writer, state, exc)
@@ -660,6 +1276,16 @@ def run_train(
     writer.write_state(state)
     writer.append_progress({"event": "finished"})
     return RunOutcome(run_dir, summary, "sequential")
+
+
+def check_smoothing(smoothing: float) -> None:
+    """``--smoothing`` must be in [0, 1): checked before anything trains.
+
+    Raises:
+        InputError: Out of range.
+    """
+    if not 0.0 <= float(smoothing) < 1.0:
+        raise InputError(f"--smoothing must be in [0, 1) (e.g. 0.6), got {smoothing}")
 
 
 def _write_train(
@@ -674,14 +1300,16 @@ def _write_train(
     writer.write_table(report.HISTORY, history)
     if part["predictions"] is not None:
         writer.write_table(report.PREDICTIONS, part["predictions"].drop(columns=["repeat", "fold"]))
-    model_path = writer.file(report.MODEL)
-    with report.atomic_path(model_path.with_suffix(".tmp.keras")) as tmp:
-        # Keras insists on the .keras suffix, so save beside and rename
-        result.model.save(tmp.with_suffix(".keras"))
-        tmp.with_suffix(".keras").replace(tmp)
-    model_path.with_suffix(".tmp.keras").replace(model_path)
-    report.write_pickle(
-        writer.file(report.PREPROCESSOR), {"preprocessor": pre, "task": prep.task, "data": _data_meta(prep)}
+    from dlrun.preprocessing import preprocessor_to_json
+
+    model_sha256 = writer.write_model(result.model)
+    writer.write_preprocessor(
+        {
+            "preprocessor": preprocessor_to_json(pre),
+            "task": prep.task,
+            "data": _data_meta(prep),
+            "model_sha256": model_sha256,
+        }
     )
     summary: dict[str, Any] = {
         "name": spec.name,
@@ -719,25 +1347,27 @@ def _write_train(
             "one run: no interval — use `dlrun cv` for one",
         }
     writer.write_summary(summary, summary_markdown(summary))
+    name, units = spec.name, _curve_units(prep)
     for m in _history_metrics(history.assign(repeat=0, fold=0)):
         h = history.assign(repeat=0, fold=0)
-        writer.plot(f"learning_curve_{m}", lambda ax, m=m, h=h: plots.learning_curve(ax, h, m, smoothing=smoothing))
+        writer.plot(
+            f"learning_curve_{m}",
+            lambda ax, m=m, h=h: plots.learning_curve(ax, h, m, run_name=name, smoothing=smoothing, units=units),
+        )
     preds = part["predictions"]
     if preds is not None:
         if prep.task in ("binary", "multiclass") and prep.classes is not None:
-            from sklearn.metrics import confusion_matrix
-
-            cm = confusion_matrix(preds["true"], preds["pred"], labels=prep.classes)
-            writer.plot("confusion_matrix", lambda ax: plots.confusion_matrix(ax, cm, [str(c) for c in prep.classes]))
+            _confusion_plot(prep, writer, preds, f"Predictions on the {len(fold.test)} held-out rows.")
         else:
             names = prep.data.target_names
             cols = [(f"true_{n}", f"pred_{n}", n) for n in names] if len(names) > 1 else [("true", "pred", names[0])]
 
             def draw(axes: Any) -> None:
                 for ax, (t, p, n) in zip(axes if len(cols) > 1 else [axes], cols):
-                    plots.predicted_vs_true(ax, preds[t].to_numpy(), preds[p].to_numpy(), n)
+                    plots.predicted_vs_true(ax, preds[t].to_numpy(), preds[p].to_numpy(), n, run_name=name)
 
             writer.plot("predicted_vs_true", draw, ncols=len(cols))
+    _write_html_report(writer)
     return summary
 
 
@@ -757,18 +1387,26 @@ def execute(
     *,
     argv: list[str] | None = None,
     smoothing: float = 0.0,
+    executor: str | Executor | None = None,
+    data: Dataset | None = None,
 ) -> RunOutcome:
-    """Run a spec with the command its mode belongs to (``train`` or ``cv``), in ``run_dir``.
+    """Run a spec with the command its mode belongs to (``train`` or ``cv``), in ``run_dir``, holding its lock.
 
     A run directory that already holds saved folds or a checkpoint is continued.
+
+    Args:
+        spec: The validated spec.
+        run_dir: The run directory.
+        reporter: Progress sink.
+        argv: The command line, for ``env.json``.
+        smoothing: Smoothing of plotted curves (train).
+        executor: Where cv folds train (default: ``runtime.executor``); train runs here.
+        data: The dataset, already loaded (else it is loaded from ``spec.data``).
     """
     from dlrun.locking import RunLock
 
     with RunLock(run_dir):
         if spec.is_cv:
-            if spec.runtime.executor == "ray":
-                from dlrun.distributed import run_cv_ray
-
-                return run_cv_ray(spec, run_dir, reporter, argv=argv)
-            return run_cv(spec, run_dir, reporter, argv=argv)
-        return run_train(spec, run_dir, reporter, argv=argv, smoothing=smoothing)
+            prep = prepare(spec, reporter, data=data) if data is not None else None
+            return run_cv(spec, run_dir, reporter, argv=argv, prep=prep, executor=executor)
+        return run_train(spec, run_dir, reporter, argv=argv, smoothing=smoothing, data=data)

@@ -1,6 +1,8 @@
-"""Seeding, device choice and TensorFlow settings, all in one place.
+"""Backend choice, seeding, device choice and XLA settings, all in one place.
 
-Importing this module does not import TensorFlow; :func:`setup` does.
+Keras 3 runs on JAX unless the user chose otherwise (``KERAS_BACKEND`` or
+``runtime.backend``). Importing this module imports neither Keras nor a backend;
+:func:`setup` does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from dlrun.spec import RuntimeSpec
 
 _DONE: dict[str, Any] = {}
 
+#: ``KERAS_BACKEND`` as the user's environment gave it, before dlrun set anything.
+USER_BACKEND: str | None = os.environ.get("KERAS_BACKEND") or None
+DEFAULT_BACKEND = "jax"
+
 
 # XLA flags dlrun adds unless the user's XLA_FLAGS already sets them. Region analysis lets the
 # CPU compiler update a while loop's weights in place; without it every training step of the
@@ -23,11 +29,46 @@ _DONE: dict[str, Any] = {}
 _XLA_FLAGS = {"xla_cpu_copy_insertion_use_region_analysis": "true"}
 
 
-def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter before it is imported, and set dlrun's XLA flags."""
+def quiet_tensorflow(backend: str = "auto") -> None:
+    """Before Keras is imported: choose its backend, silence TensorFlow's C++ start-up chatter, set XLA flags.
+
+    Args:
+        backend: ``runtime.backend``: ``auto`` keeps the user's ``KERAS_BACKEND`` or takes JAX.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    choose_backend(backend)
     os.environ["XLA_FLAGS"] = xla_flags(os.environ.get("XLA_FLAGS", ""))
+
+
+def choose_backend(backend: str = "auto") -> str:
+    """Set ``KERAS_BACKEND`` for ``runtime.backend`` (before Keras is imported); return the backend.
+
+    ``jax`` or ``tensorflow`` wins over the environment; ``auto`` keeps the user's
+    ``KERAS_BACKEND`` or takes JAX.
+
+    Raises:
+        InputError: Keras is already imported on another backend than the one asked for.
+    """
+    if "keras" in sys.modules:
+        current = str(sys.modules["keras"].backend.backend())
+        if backend not in ("auto", current):
+            raise InputError(
+                f"runtime.backend is '{backend}' but Keras was already imported with the {current} backend "
+                f"in this process; set KERAS_BACKEND={backend} before starting, or runtime.backend: auto"
+            )
+        return current
+    if backend != "auto":
+        os.environ["KERAS_BACKEND"] = backend
+    elif not USER_BACKEND:
+        os.environ["KERAS_BACKEND"] = DEFAULT_BACKEND
+    return os.environ["KERAS_BACKEND"]
+
+
+def backend_name() -> str:
+    """The backend Keras runs (or will run) on, without importing it."""
+    if "keras" in sys.modules:
+        return str(sys.modules["keras"].backend.backend())
+    return os.environ.get("KERAS_BACKEND") or USER_BACKEND or DEFAULT_BACKEND
 
 
 def xla_flags(current: str) -> str:
@@ -67,20 +108,57 @@ def setup(rt: RuntimeSpec) -> dict[str, Any]:
     """Apply the runtime section once per process; return what was chosen.
 
     Raises:
-        InputError: ``device: gpu`` was asked for and TensorFlow sees no GPU.
+        InputError: ``device: gpu`` was asked for and the backend sees no GPU, or the
+            backend asked for differs from the one Keras already runs on.
     """
-    key = f"{rt.device}:{rt.deterministic}:{rt.mixed_precision}"
+    key = f"{rt.backend}:{rt.device}:{rt.deterministic}:{rt.mixed_precision}"
     if _DONE.get("key") == key:
         return dict(_DONE["info"])
-    tf = import_tensorflow()
+    quiet_tensorflow(rt.backend)
+    backend = backend_name()
+    if backend == "tensorflow":
+        gpus = _tensorflow_devices(rt)
+    else:
+        gpus = _jax_devices(rt)
     import keras
 
-    gpus = tf.config.list_physical_devices("GPU")
     if rt.device == "gpu" and not gpus:
         raise InputError(
-            "runtime.device is 'gpu' but TensorFlow sees no GPU on this machine; "
-            "set runtime.device: auto (or cpu), or install a CUDA build of TensorFlow"
+            f"runtime.device is 'gpu' but {backend} sees no GPU on this machine; "
+            "set runtime.device: auto (or cpu), or install a CUDA build (pip install 'dlrun[cuda]')"
         )
+    keras.mixed_precision.set_global_policy("mixed_float16" if rt.mixed_precision else "float32")
+    info = {"device": "gpu" if gpus else "cpu", "gpus": gpus, "backend": backend}
+    _DONE["key"] = key
+    _DONE["info"] = info
+    return dict(info)
+
+
+def _jax_devices(rt: RuntimeSpec) -> list[str]:
+    """GPUs JAX sees (``device: cpu`` makes JAX use the CPU even where it has one)."""
+    import jax
+
+    if rt.device == "cpu":
+        jax.config.update("jax_platforms", "cpu")
+        return []
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:
+        gpus = []
+    if rt.deterministic:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
+    return [str(g) for g in gpus]
+
+
+def _tensorflow_devices(rt: RuntimeSpec) -> list[str]:
+    try:
+        tf = import_tensorflow()
+    except ImportError:
+        raise InputError(
+            "Keras is to run on TensorFlow (KERAS_BACKEND or runtime.backend) but TensorFlow is not installed; "
+            "pip install 'dlrun[tensorflow]', or use runtime.backend: jax"
+        ) from None
+    gpus = tf.config.list_physical_devices("GPU")
     if rt.device == "cpu" and gpus and "key" not in _DONE:
         try:
             tf.config.set_visible_devices([], "GPU")
@@ -94,34 +172,40 @@ def setup(rt: RuntimeSpec) -> dict[str, Any]:
             pass
     if rt.deterministic:
         tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy("mixed_float16" if rt.mixed_precision else "float32")
-    info = {"device": "gpu" if gpus else "cpu", "gpus": [g.name for g in gpus]}
-    _DONE["key"] = key
-    _DONE["info"] = info
-    return dict(info)
+    return [g.name for g in gpus]
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and the backend through Keras (one place for all of them)."""
-    import keras
+    """Seed Python, NumPy and the backend through Keras (one place for all of them).
 
-    keras.utils.set_random_seed(int(seed))
+    Under JAX this does not import TensorFlow (Keras would, only to seed it).
+    """
+    from dlrun.engines.keras_compat import set_random_seed
+
+    set_random_seed(int(seed))
 
 
 def versions() -> dict[str, str]:
-    """Library versions for ``env.json``."""
+    """Library versions for ``env.json``: the Keras backend and its library, never importing another."""
     import keras
     import numpy
     import pandas
     import sklearn
-    import tensorflow as tf
 
-    return {
+    backend = str(keras.backend.backend())
+    out = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "tensorflow": tf.__version__,
+        "backend": backend,
         "keras": keras.__version__,
         "numpy": numpy.__version__,
         "pandas": pandas.__version__,
         "scikit-learn": sklearn.__version__,
     }
+    if backend == "jax" or "jax" in sys.modules:
+        import jax
+
+        out["jax"] = jax.__version__
+    if "tensorflow" in sys.modules:
+        out["tensorflow"] = sys.modules["tensorflow"].__version__
+    return out

@@ -11,7 +11,7 @@ import copy
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -47,9 +47,6 @@ KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 CLASSIFICATION_METRICS = ("accuracy", "roc_auc", "f1", "precision", "recall", "log_loss", "balanced_accuracy")
 REGRESSION_METRICS = ("mae", "rmse", "mse", "r2")
-
-Scalar = Union[int, float, str, bool, None]
-
 
 def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the nearest choice, or ``""``."""
@@ -255,6 +252,13 @@ class TrainingSpec(_Section):
         return [next(iter(e.items())) for e in self.callbacks]
 
 
+class OuterSpec(_Section):
+    """Nested cross-validation of a search: the outer split around the whole search (``dlrun search``)."""
+
+    folds: int = Field(default=5, ge=2)
+    repeats: int = Field(default=1, ge=1)
+
+
 class EvaluationSpec(_Section):
     """How held-out scores are obtained."""
 
@@ -263,16 +267,41 @@ class EvaluationSpec(_Section):
     validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
     stratify: bool | None = None
     folds: int = Field(default=10, ge=2)
-    repeats: int = Field(default=1, ge=1)
+    # "auto": add repeats in chunks until the headline interval's half-width is at most
+    # target_halfwidth (main metric units) or max_repeats is reached (dlrun.runner.run_cv).
+    repeats: int | Literal["auto"] = 1
+    target_halfwidth: float | None = Field(default=None, gt=0.0)
+    max_repeats: int = Field(default=20, ge=1)
     shuffle: bool = True
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     metrics: list[str] | None = None
+    # None: dlrun.splits.DEFAULT_SPLIT_SEED, fixed and independent of `seed`, so runs that
+    # differ only in seed share their folds and compare pairs them.
     split_seed: int | None = None
+    outer: OuterSpec | None = None
+    # "source": test on the data source's own test rows (Keras' official test sets), not a random split
+    test_rows: Literal["split", "source"] = "split"
 
     @model_validator(mode="after")
     def _check_mode(self) -> EvaluationSpec:
+        if self.test_rows == "source" and self.mode != "split":
+            raise ValueError(
+                f"test_rows: source needs mode split (train on the source's training rows, test on its test rows), "
+                f"got mode '{self.mode}'"
+            )
         if self.mode == "validation_split" and self.validation_split <= 0:
             raise ValueError("mode 'validation_split' needs validation_split > 0 (e.g. 0.33)")
+        if self.repeats == "auto":
+            if self.mode not in ("kfold", "repeated_kfold", "repeated_split"):
+                raise ValueError(f"repeats: auto needs mode kfold, repeated_kfold or repeated_split, got '{self.mode}'")
+            if self.target_halfwidth is None:
+                raise ValueError(
+                    "repeats: auto needs target_halfwidth (the headline interval's half-width to reach, "
+                    "in the main metric's units, e.g. 0.02)"
+                )
+            return self
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be a positive integer or 'auto', got {self.repeats}")
         if self.mode in ("split", "validation_split", "none", "kfold") and self.repeats > 1:
             better = "repeated_kfold" if self.mode == "kfold" else "repeated_split"
             raise ValueError(f"repeats={self.repeats} needs mode '{better}', got mode '{self.mode}'")
@@ -283,6 +312,7 @@ class RuntimeSpec(_Section):
     """Where and how training runs."""
 
     device: Literal["auto", "cpu", "gpu"] = "auto"
+    backend: Literal["auto", "jax", "tensorflow"] = "auto"
     deterministic: bool = False
     mixed_precision: bool = False
     engine: Literal["auto", "stacked", "sequential"] = "auto"
@@ -301,6 +331,43 @@ class SweepSpec(_Section):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
 
 
+SEARCH_SETTINGS = ("space", "trials", "sampler", "direction", "seed", "batch", "racing", "racing_stages", "top")
+
+
+class SearchSpec(_Section):
+    """``dlrun search``: distributions over dotted spec paths, and how the sampler runs.
+
+    Entries whose key is a dotted path (``compile.optimizer.SGD.learning_rate: {type: float, ...}``)
+    are the search space (kept in ``space``); their checks live in :mod:`dlrun.search_space`.
+    """
+
+    space: dict[str, Any] = Field(default_factory=dict)
+    trials: int = Field(default=20, gt=0)
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    direction: Literal["auto", "maximize", "minimize"] = "auto"
+    seed: int | None = None
+    batch: int | None = Field(default=None, gt=0)
+    racing: bool = False
+    racing_stages: int = Field(default=2, ge=2)
+    top: int = Field(default=10, ge=2)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_space(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out = {k: val for k, val in v.items() if k in SEARCH_SETTINGS or not _is_path(k)}
+        space = out.get("space") or {}
+        if isinstance(space, dict):
+            space = {**space, **{k: val for k, val in v.items() if k not in SEARCH_SETTINGS and _is_path(k)}}
+        out["space"] = space
+        return out
+
+
+def _is_path(key: Any) -> bool:
+    return isinstance(key, str) and ("." in key or "[" in key)
+
+
 class Spec(_Section):
     """A whole experiment."""
 
@@ -315,11 +382,21 @@ class Spec(_Section):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     sweep: SweepSpec | None = None
+    search: SearchSpec | None = None
 
     @property
     def is_cv(self) -> bool:
         """Whether the evaluation mode is one of the resampling modes of ``dlrun cv``."""
         return self.evaluation.mode in CV_MODES
+
+    @model_validator(mode="after")
+    def _check_test_rows(self) -> Spec:
+        if self.evaluation.test_rows == "source" and self.data.kind != "keras":
+            raise ValueError(
+                "evaluation.test_rows: source needs a data source with its own test rows (keras:mnist, "
+                f"keras:fashion_mnist, keras:cifar10), got data.source '{self.data.source}'; use test_rows: split"
+            )
+        return self
 
 
 # ----------------------------------------------------------------------------- name checks
@@ -655,6 +732,10 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Spec:
     for p in _check_names(raw):
         if p not in problems:
             problems.append(p)
+    if isinstance(raw.get("search"), dict) or _sub(raw, "evaluation", "outer") is not None:
+        from dlrun.search_space import check_search
+
+        problems += [p for p in check_search(raw, values=not problems) if p not in problems]
     if problems or spec is None:
         raise SpecError(problems, source=source)
     return spec
@@ -687,5 +768,3 @@ def json_schema() -> dict[str, Any]:
     schema["title"] = "dlrun experiment spec"
     return schema
 
-
-AnnotatedSpec = Annotated[Spec, "dlrun spec"]

@@ -23,6 +23,21 @@ from sklearn.model_selection import (
 from dlrun.errors import InputError
 from dlrun.spec import EvaluationSpec
 
+#: The split seed when ``evaluation.split_seed`` is unset. Fixed, not the run's ``seed``: two
+#: runs of the same data that differ only in ``seed`` (or in anything but the evaluation
+#: section) then share their folds, so ``dlrun compare`` can pair them fold by fold, which is
+#: far more powerful than comparing two unrelated sets of folds.
+DEFAULT_SPLIT_SEED = 0
+
+#: Repeats added at a time with ``evaluation.repeats: auto`` (the first chunk too): each chunk
+#: is trained at once by the engine, and 3 repeats of 10 folds is one stacked run of 30 models.
+AUTO_CHUNK = 3
+
+
+def concrete_repeats(ev: EvaluationSpec) -> int:
+    """The number of repeats a spec asks for now: ``repeats``, or the first chunk when it is ``auto``."""
+    return ev.repeats if isinstance(ev.repeats, int) else min(AUTO_CHUNK, ev.max_repeats)
+
 
 @dataclass(frozen=True)
 class Fold:
@@ -88,13 +103,14 @@ def make_folds(ev: EvaluationSpec, n_rows: int, labels: np.ndarray | None, task:
         n_rows: Number of rows in the dataset.
         labels: Class labels ``(n_rows,)`` for stratification, or None.
         task: ``binary``, ``multiclass`` or ``regression``.
-        run_seed: The spec's seed; the split seed defaults to it.
+        run_seed: The spec's seed (models' seeds). The split seed is ``evaluation.split_seed``,
+            or :data:`DEFAULT_SPLIT_SEED` when unset, independent of ``run_seed``.
 
     Returns:
         ``folds × repeats`` folds for the k-fold modes, ``repeats`` for
         ``repeated_split``, one otherwise.
     """
-    split_seed = ev.split_seed if ev.split_seed is not None else run_seed
+    split_seed = ev.split_seed if ev.split_seed is not None else DEFAULT_SPLIT_SEED
     strat = should_stratify(ev, task) and labels is not None
     rows = np.arange(n_rows)
     y = labels if strat else None
@@ -122,7 +138,7 @@ def _splits(
         if y is not None:
             _check_counts(y, 2, "evaluation.mode split")
         train, test = train_test_split(rows, test_size=ev.test_size, random_state=split_seed, stratify=y, shuffle=True)
-        for r in range(ev.repeats if ev.mode == "repeated_split" else 1):
+        for r in range(concrete_repeats(ev) if ev.mode == "repeated_split" else 1):
             yield r, 0, np.asarray(train), np.asarray(test)
     else:
         k = ev.folds
@@ -130,7 +146,7 @@ def _splits(
             raise InputError(f"evaluation.folds must be at most the number of rows ({len(rows)}), got {k}")
         if y is not None:
             _check_counts(y, k, f"evaluation.folds={k}")
-        repeats = ev.repeats if ev.mode == "repeated_kfold" else 1
+        repeats = concrete_repeats(ev) if ev.mode == "repeated_kfold" or ev.repeats == "auto" else 1
         splitter: KFold | StratifiedKFold | RepeatedKFold | RepeatedStratifiedKFold
         if repeats == 1:
             rs = split_seed if ev.shuffle else None
@@ -142,6 +158,35 @@ def _splits(
         dummy = np.zeros(len(rows)) if y is None else y
         for i, (train, test) in enumerate(splitter.split(rows, dummy)):
             yield i // k, i % k, train, test
+
+
+def source_test_fold(
+    ev: EvaluationSpec, n_rows: int, test_rows: np.ndarray, labels: np.ndarray | None, task: str, run_seed: int
+) -> Fold:
+    """The one fold of ``evaluation.test_rows: source``: the data source's own test rows, the rest to train.
+
+    Args:
+        ev: The evaluation section (mode ``split``).
+        n_rows: Rows in the dataset.
+        test_rows: Indices of the source's test rows, shape ``(n_test,)``.
+        labels: Class labels ``(n_rows,)`` for a stratified validation part, or None.
+        task: ``binary``, ``multiclass`` or ``regression``.
+        run_seed: The spec's seed.
+
+    Raises:
+        InputError: The source's test rows leave no rows on one side.
+    """
+    test = np.unique(np.asarray(test_rows, dtype=int))
+    train = np.setdiff1d(np.arange(n_rows), test)
+    if len(test) == 0 or len(train) == 0:
+        raise InputError(
+            f"evaluation.test_rows: source needs training and test rows; the source has {len(train)} training and "
+            f"{len(test)} test rows (after data.max_rows)"
+        )
+    seed = fold_seed(run_seed, 0, 0)
+    strat = labels if should_stratify(ev, task) and labels is not None else None
+    fit, val = _carve_validation(ev, train, strat, seed)
+    return Fold(0, 0, seed, np.asarray(fit), np.asarray(val), test)
 
 
 def _carve_validation(

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import itertools
 import re
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
 
-from dlrun import report
-from dlrun.errors import DlrunError, InputError, Interrupted, SpecError
+from dlrun import lifecycle, report
+from dlrun.errors import InputError, Interrupted, SpecError
+from dlrun.layout import HISTORY, STATE, SUMMARY_JSON, SWEEP_CSV, SWEEP_STATE
+from dlrun.locking import holding_lock
 from dlrun.spec import Spec, apply_overrides, read_yaml, validate
+from dlrun.summary import headline_block
 
-SWEEP_CSV = "sweep.csv"
-SWEEP_STATE = "sweep.json"
+if TYPE_CHECKING:
+    from dlrun.executors import Executor
+    from dlrun.multirun import SpecDone, SpecJob
+    from dlrun.progress import Reporter
 
 
 @dataclass(frozen=True)
@@ -141,112 +145,124 @@ def expand(config: Path, sets: list[str], grid_items: list[str]) -> tuple[Spec, 
 
 def point_status(path: Path) -> str:
     """``finished``, ``running``, ``failed``, ``interrupted`` or ``pending`` from the point's state."""
-    state = path / report.STATE
+    state = path / STATE
     if not state.exists():
         return "pending"
-    return str(report.read_json(state).get("status", "pending"))
+    try:
+        return str(report.read_json(state).get("status", "pending"))
+    except (InputError, AttributeError):  # truncated: continued like an unfinished run
+        return "running"
 
 
-RunPoint = Callable[[SweepPoint, Path, bool], dict[str, Any]]
-
-
+@holding_lock("sweep_dir")
 def run_sweep(
     base: Spec,
     points: list[SweepPoint],
     sweep_dir: Path,
-    run_point: RunPoint,
+    executor: str | Executor | None = None,
     *,
-    resume: bool = False,
     fail_fast: bool = False,
     note: Callable[[str], None] = lambda s: None,
+    reporter: Reporter | None = None,
+    argv: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Run every point not yet finished, then write ``sweep.csv`` and the plots.
+    """Run every point not yet finished on ``executor``, then write ``sweep.csv`` and the plots.
+
+    Finished points are skipped; a point started before continues in its folder.
 
     Args:
         base: The base spec.
         points: From :func:`expand`.
         sweep_dir: The sweep folder; each point runs in ``sweep_dir/<point.folder>``.
-        run_point: Runs one point into a folder (``resume`` says whether to continue it) and
-            returns its summary; raises :class:`DlrunError` on failure.
-        resume: Skip finished points and continue unfinished ones.
+        executor: ``local``, ``ray`` or an :class:`~dlrun.executors.Executor` (default: the base
+            spec's ``runtime.executor``).
         fail_fast: Stop at the first failing point.
         note: Where one-line remarks go.
+        reporter: Progress of points that train in this process.
+        argv: The command line, for each point's ``env.json``.
 
     Returns:
-        The sweep table (also written as ``sweep.csv``).
+        The sweep table in grid order (also written as ``sweep.csv``).
+
+    Raises:
+        Interrupted: Ctrl-C or SIGTERM (points still out are cancelled and marked).
     """
+    from dlrun.executors import make_executor
+    from dlrun.multirun import SpecJob, run_spec_jobs
+
+    runner = make_executor(executor, base.runtime)
     writer = report.RunWriter(sweep_dir)
-    report.write_json(
-        sweep_dir / SWEEP_STATE,
-        {
-            "name": base.name,
-            "points": [{"folder": p.folder, "overrides": p.overrides} for p in points],
-            "status": "running",
-        },
-    )
-    rows: list[dict[str, Any]] = []
-    interrupted: Interrupted | None = None
+    listing = [{"folder": p.folder, "overrides": p.overrides} for p in points]
+    report.write_json(sweep_dir / SWEEP_STATE, {"name": base.name, "points": listing, "status": "running"})
+    rows: dict[int, dict[str, Any]] = {}
+    todo: list[SpecJob] = []
     for i, point in enumerate(points):
         path = sweep_dir / point.folder
-        status = point_status(path)
-        row: dict[str, Any] = {**point.overrides, "folder": point.folder}
-        if status == "finished":
+        if point_status(path) == "finished":
             note(f"[{i + 1}/{len(points)}] {point.folder}: finished earlier, skipped")
-            rows.append({**row, **_row_from_dir(path)})
-            continue
-        note(f"[{i + 1}/{len(points)}] {point.folder}")
-        t0 = time.perf_counter()
-        try:
-            run_point(point, path, resume and status != "pending")
-            rows.append({**row, **_row_from_dir(path), "duration_s": round(time.perf_counter() - t0, 2)})
-        except Interrupted as exc:
-            interrupted = exc
-            rows.append({**row, "status": "interrupted", "error": str(exc)})
-            break
-        except DlrunError as exc:
-            rows.append({**row, "status": "failed", "error": str(exc).splitlines()[0]})
-            note(f"{point.folder}: failed: {str(exc).splitlines()[0]}")
-            if fail_fast:
-                break
-    table = pd.DataFrame(rows)
+            rows[i] = {**point.overrides, "folder": point.folder, **_row_from_dir(path)}
+        else:
+            todo.append(SpecJob(i, point.spec, path, point.folder))
+    if todo and not runner.in_process:
+        note(f"{runner.name}: submitting {len(todo)} point(s)")
+
+    def jobs() -> Iterator[SpecJob]:
+        yield from todo
+
+    def on_start(job: SpecJob) -> None:
+        if runner.in_process:
+            note(f"[{job.index + 1}/{len(points)}] {job.label}")
+
+    def on_done(job: SpecJob, done: SpecDone) -> None:
+        point = points[job.index]
+        row: dict[str, Any] = {**point.overrides, "folder": point.folder}
+        if done.status == "finished":
+            rows[job.index] = {**row, **_row_from_dir(job.path), "duration_s": round(done.seconds, 2)}
+            if not runner.in_process:
+                note(f"[{job.index + 1}/{len(points)}] {point.folder}: finished")
+        else:
+            rows[job.index] = {**row, "status": done.status, "error": done.error}
+            note(f"{point.folder}: {done.status}: {done.error}")
+
+    interrupted = False
+    try:
+        run_spec_jobs(runner, jobs(), on_done, argv=argv, fail_fast=fail_fast, reporter=reporter, on_start=on_start)
+    except Interrupted:
+        interrupted = True
+    ordered = [rows[i] for i in sorted(rows)]
+    table = pd.DataFrame(ordered)
     writer.write_table(SWEEP_CSV, table)
     _sweep_plots(writer, table, points, sweep_dir)
-    report.write_json(
-        sweep_dir / SWEEP_STATE,
-        {
-            "name": base.name,
-            "points": [{"folder": p.folder, "overrides": p.overrides} for p in points],
-            "status": "interrupted"
-            if interrupted
-            else (
-                "finished"
-                if all(r.get("status") == "finished" for r in rows) and len(rows) == len(points)
-                else "failed"
-            ),
-        },
-    )
+    finished = len(ordered) == len(points) and all(r.get("status") == "finished" for r in ordered)
+    interrupted = interrupted or lifecycle.stop_requested()  # a signal while the table and plots were written
+    status = "interrupted" if interrupted else ("finished" if finished else "failed")
+    report.write_json(sweep_dir / SWEEP_STATE, {"name": base.name, "points": listing, "status": status})
     if interrupted:
-        raise Interrupted(f"sweep interrupted; resume with: dlrun sweep --resume --out {sweep_dir} (same grid)")
+        raise Interrupted(f"sweep interrupted; resume with: {lifecycle.resume_command(argv, sweep_dir, 'sweep')}")
     return table
 
 
 def _row_from_dir(path: Path) -> dict[str, Any]:
     """Each metric's mean and interval (or single value) from a point's ``summary.json``."""
     row: dict[str, Any] = {"status": point_status(path)}
-    state = report.read_json(path / report.STATE) if (path / report.STATE).exists() else {}
-    summary_path = path / report.SUMMARY_JSON
+    state = report.read_json(path / STATE) if (path / STATE).exists() else {}
+    summary_path = path / SUMMARY_JSON
     if summary_path.exists():
         summary = report.read_json(summary_path)
         row["main_metric"] = summary.get("main_metric")
         for m, block in summary.get("metrics", {}).items():
             if isinstance(block, dict):
-                d = block.get(block.get("headline", "folds")) or block.get("folds") or {}
+                d = headline_block(block)
                 row[f"{m}_mean"] = d.get("mean")
                 row[f"{m}_ci_low"] = d.get("ci_low")
                 row[f"{m}_ci_high"] = d.get("ci_high")
                 row[f"{m}_n"] = d.get("n")
+                row[f"{m}_higher_is_better"] = block.get("higher_is_better")
             else:
                 row[f"{m}_mean"] = block
+            base = (summary.get("baseline") or {}).get("metrics", {}).get(m)
+            row[f"{m}_baseline"] = headline_block(base).get("mean") if isinstance(base, dict) else base
+        row["train_s"] = _train_seconds(path, summary)
     if state.get("started") and state.get("ended"):
         import datetime as dt
 
@@ -257,28 +273,60 @@ def _row_from_dir(path: Path) -> dict[str, Any]:
     return row
 
 
+def _train_seconds(path: Path, summary: dict[str, Any]) -> float | None:
+    """Training time the engine measured: without imports, data loading and compilation start-up.
+
+    The first point of a sweep pays the framework's import alone, so its wall time
+    (``duration_s``) is not comparable with the others'; this is.
+    """
+    if summary.get("command") == "train":
+        sec = summary.get("seconds")
+        return None if sec is None else round(float(sec), 2)
+    scores = path / report.SCORES
+    if scores.exists():
+        try:
+            sec = pd.read_csv(scores, usecols=["seconds"])["seconds"].sum()
+        except (ValueError, KeyError):
+            return None
+        return round(float(sec), 2)
+    return None
+
+
 def _sweep_plots(writer: report.RunWriter, table: pd.DataFrame, points: list[SweepPoint], sweep_dir: Path) -> None:
     from dlrun import plots
 
+    name = sweep_dir.parent.name if sweep_dir.name[:1].isdigit() else sweep_dir.name
+    try:
+        name = str(report.read_json(sweep_dir / SWEEP_STATE).get("name") or name)
+    except (OSError, ValueError):
+        pass
     if table.empty or "main_metric" not in table or table["main_metric"].dropna().empty:
+        _sweep_report(sweep_dir)
         return
     metric = str(table["main_metric"].dropna().iloc[0])
     keys = list(points[0].overrides) if points else []
     done = table[table["status"] == "finished"]
     if done.empty:
+        _sweep_report(sweep_dir)
         return
+    hib_col = f"{metric}_higher_is_better"
+    higher = bool(done[hib_col].dropna().iloc[0]) if hib_col in done and done[hib_col].notna().any() else None
     for key in keys:
         short = _short(key, keys)
         others = [k for k in keys if k != key]
-        cols = [c for c in (f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high") if c in done.columns]
+        stat = (f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high", f"{metric}_baseline")
+        cols = [c for c in stat if c in done.columns]
         sub = done[[*keys, *cols]].copy()
         writer.plot(
             f"sweep_{_folder_value(short)}_{metric}",
-            lambda ax, sub=sub, key=key, others=others: plots.sweep_metric(ax, sub, key, metric, others=others),
+            lambda ax, sub=sub, key=key, others=others: plots.sweep_metric(
+                ax, sub, key, metric, others=others, run_name=name, higher_is_better=higher
+            ),
+            size=(7.6, 4.2),
         )
     curves: dict[str, pd.DataFrame] = {}
     for _, r in done.iterrows():
-        hist = Path(str(r["path"])) / report.HISTORY
+        hist = Path(str(r["path"])) / HISTORY
         if hist.exists():
             h = pd.read_csv(hist)
             if "repeat" not in h:
@@ -288,4 +336,16 @@ def _sweep_plots(writer: report.RunWriter, table: pd.DataFrame, points: list[Swe
         first = next(iter(curves.values()))
         for m in dict.fromkeys(["loss", *[c for c in first.columns if c in (metric, "accuracy", "mae")]]):
             if m in first.columns:
-                writer.plot(f"curves_{m}", lambda ax, m=m: plots.overlay_learning_curves(ax, curves, m))
+                writer.plot(
+                    f"curves_{m}",
+                    lambda ax, m=m: plots.sweep_curves(ax, curves, m, run_name=name),
+                    size=(7.6, 4.2),
+                )
+    _sweep_report(sweep_dir)
+
+
+def _sweep_report(sweep_dir: Path) -> None:
+    """``report.html`` of the sweep: its table, plots and a link to each point's own page."""
+    from dlrun import html_report
+
+    html_report.write_report([sweep_dir], sweep_dir / html_report.REPORT_HTML)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+# The suite runs on dlrun's default backend (JAX) unless KERAS_BACKEND says otherwise
+# (CI runs a TensorFlow subset with KERAS_BACKEND=tensorflow).
+os.environ.setdefault("KERAS_BACKEND", "jax")
 
 # /work/shared/data next to the repository: byte-exact offline copies of the named datasets.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -90,3 +95,16 @@ def run_main(args: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     out, err = capsys.readouterr()
     code = info.value.code
     return (0 if code is None else int(code)), out, err
+
+
+# ----------------------------------------------------------------------------- parallel runs
+# `make test` runs pytest-xdist with `--dist loadgroup`. A test file's tests stay together on one
+# worker (its module fixtures, a Ray instance or reference runs, are made once), except the files
+# named here, whose tests are long, independent subprocess runs and are spread over the workers.
+SPREAD_FILES = {"test_resume.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name not in SPREAD_FILES and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))

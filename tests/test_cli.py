@@ -85,7 +85,7 @@ def test_train_writes_every_output(train_run: dict[str, Any]) -> None:
         "summary.md",
         "predictions.csv",
         "model.keras",
-        "preprocessor.pkl",
+        "preprocessor.json",
         "state.json",
         "progress.jsonl",
         "plots/learning_curve_loss.png",

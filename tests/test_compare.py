@@ -82,7 +82,12 @@ def test_identical_splits_use_corrected_paired_test(tmp_path: Path) -> None:
     assert c.test["p"] == pytest.approx(2 * sps.t.sf(abs(d.mean() / se), 9))
     assert c.verdict.startswith("dropout − baseline = +")
     assert "Nadeau–Bengio corrected paired t-test over 10 folds on identical splits" in c.verdict
-    assert c.verdict.endswith("significant at α = 0.05.")
+    assert "p = 0.0301" in c.verdict and "on identical splits: significant at α = 0.05." in c.verdict
+    assert "a true difference smaller than" in c.verdict and "would not be detected (80% power" in c.verdict
+    assert "Bayesian correlated t-test, ROPE ±0.01: P(dropout better) = " in c.verdict
+    assert c.bayes is not None
+    assert c.bayes["p_a_better"] + c.bayes["p_equal"] + c.bayes["p_b_better"] == pytest.approx(1)
+    assert c.reason.startswith("paired: identical test rows in all 10 folds")
     assert list(c.table.columns) == [
         "run",
         "name",
@@ -96,6 +101,8 @@ def test_identical_splits_use_corrected_paired_test(tmp_path: Path) -> None:
         "ci_high",
         "estimate",
         "path",
+        "label",
+        "interval",
     ]
     assert c.table["estimate"].tolist() == ["corrected", "corrected"]
 
@@ -109,7 +116,9 @@ def test_different_splits_fall_back_to_welch(tmp_path: Path) -> None:
     assert not c.paired and c.test is not None and c.test["test"] == "welch"
     assert c.test["warning"].startswith("runs are not on identical splits")
     assert c.test["p"] == pytest.approx(sps.ttest_ind(DROP, BASE, equal_var=False).pvalue)
-    assert "Welch" in c.verdict
+    assert "Welch" in c.verdict and "approximate" in c.verdict and "optimistic" not in c.verdict
+    assert c.reason.startswith("unpaired: different test rows") and "split_seed" in c.reason
+    assert c.bayes is None
 
 
 def test_same_splits_reports_missing_folds_and_counts(tmp_path: Path) -> None:
@@ -153,9 +162,91 @@ def test_single_train_run_shows_without_test(tmp_path: Path) -> None:
     assert c.test is None and not c.paired and c.verdict.startswith("No test")
 
 
-def test_more_than_two_runs_pairwise_vs_first(tmp_path: Path) -> None:
-    runs = [cmp.load_run(_write_run(tmp_path / n, n, BASE if n == "a" else DROP, split_seed=1)) for n in "abc"]
+def _three(tmp_path: Path) -> list[cmp.Run]:
+    rng = np.random.default_rng(3)
+    accs = {
+        "weak": np.array(BASE) - 0.06 + rng.normal(0, 0.004, 10),
+        "best": np.array(BASE) + 0.01,
+        "close": np.array(BASE) + 0.008 + rng.normal(0, 0.01, 10),
+    }
+    return [cmp.load_run(_write_run(tmp_path / n, n, list(a), split_seed=1)) for n, a in accs.items()]
+
+
+def test_three_runs_against_the_best_with_holm(tmp_path: Path) -> None:
+    runs = _three(tmp_path)
     c = cmp.compare(runs)
-    assert len(c.table) == 3 and c.test is None
-    assert [(p["a"], p["b"]) for p in c.pairwise] == [("a", "b"), ("a", "c")]
-    assert all(p["paired"] for p in c.pairwise)
+    assert c.best == "best" and c.test is None
+    assert [(p["a"], p["b"]) for p in c.pairwise] == [("best", "weak"), ("best", "close")]
+    raw = [p["test"]["p"] for p in c.pairwise]
+    assert [p["p_holm"] for p in c.pairwise] == pytest.approx(stats.holm(raw))
+    assert c.indistinguishable == ["best", "close"]
+    assert "Cannot be told apart from it" in c.verdict and "close" in c.verdict
+    assert all("Holm-adjusted over 2 comparisons" in p["verdict"] for p in c.pairwise)
+    f = c.forest.set_index("label")
+    assert list(f.index) == ["weak", "close"]
+    d = np.mean(np.array(runs[0].scores["accuracy"]) - np.array(runs[1].scores["accuracy"]))
+    assert f.loc["weak", "diff"] == pytest.approx(d)  # run − best: negative
+    assert f.loc["weak", "ci_low"] < f.loc["weak", "diff"] < f.loc["weak", "ci_high"] < 0
+    assert not f.loc["weak", "same_as_best"] and f.loc["close", "same_as_best"]
+
+
+def test_all_pairs(tmp_path: Path) -> None:
+    c = cmp.compare(_three(tmp_path), pairs="all")
+    assert len(c.pairwise) == 3 and all(p["p_holm"] is not None for p in c.pairwise)
+    with pytest.raises(InputError, match="pairs must be 'best' or 'all'"):
+        cmp.compare(_three(tmp_path / "x"), pairs="some")
+
+
+def test_runs_of_one_config_get_distinct_names(tmp_path: Path) -> None:
+    a = cmp.load_run(_write_run(tmp_path / "sonar" / "2024-01-01", "sonar", DROP, split_seed=1))
+    b = cmp.load_run(_write_run(tmp_path / "sonar" / "2024-01-02", "sonar", BASE, split_seed=1))
+    c = cmp.compare([a, b])
+    assert c.verdict.startswith("2024-01-01 − 2024-01-02 = ")
+    assert c.table["label"].tolist() == ["2024-01-01", "2024-01-02"]
+    c = cmp.compare([a, b], labels=["dropout", "plain"])
+    assert c.verdict.startswith("dropout − plain = ")
+    with pytest.raises(InputError, match="--label must be given once per run"):
+        cmp.compare([a, b], labels=["x"])
+    with pytest.raises(InputError, match="distinct"):
+        cmp.compare([a, b], labels=["x", "x"])
+    x = cmp.load_run(_write_run(tmp_path / "p" / "t", "s", BASE, split_seed=1))
+    y = cmp.load_run(_write_run(tmp_path / "q" / "t", "s", BASE, split_seed=1))
+    assert cmp.unique_labels([x, y]) == ["p/t", "q/t"]
+
+
+def test_rope_flag_and_default(tmp_path: Path) -> None:
+    a = cmp.load_run(_write_run(tmp_path / "a", "a", DROP, split_seed=1))
+    b = cmp.load_run(_write_run(tmp_path / "b", "b", BASE, split_seed=1))
+    assert cmp.compare([a, b]).rope == 0.01
+    wide = cmp.compare([a, b], rope=0.05)
+    assert wide.bayes is not None and wide.bayes["rope"] == 0.05 and wide.bayes["decided"] == "equal"
+    assert cmp.default_rope("mae", 0.5)[0] == pytest.approx(0.005)
+
+
+def test_constant_difference_on_two_folds_is_not_significant(tmp_path: Path) -> None:
+    global K, R
+    old = K, R
+    K, R = 2, 1
+    try:
+        a = cmp.load_run(_write_run(tmp_path / "a", "a", [0.8, 0.9], split_seed=1))
+        b = cmp.load_run(_write_run(tmp_path / "b", "b", [0.7, 0.8], split_seed=1))
+        c = cmp.compare([a, b])
+    finally:
+        K, R = old
+    assert c.test is not None and c.test["p"] is None
+    assert "no significance is claimed" in c.verdict and "significant at" not in c.verdict
+
+
+def test_cli_compare_three_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import run_main
+
+    runs = _three(tmp_path)
+    code, out, err = run_main(
+        ["compare", *[r.path for r in runs], "--rope", "0.02", "--plot", tmp_path / "forest.png"], capsys
+    )
+    assert code == 0, err
+    assert "Best on accuracy: best. Cannot be told apart from it" in out
+    assert "Holm-adjusted over 2 comparisons" in out
+    assert "P(practically equal)" in out and "ROPE: ±0.02 accuracy, as given" in out
+    assert "std (folds)" in out and "se (headline)" in out
+    assert (tmp_path / "forest.png").exists()

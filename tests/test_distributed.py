@@ -1,6 +1,8 @@
-"""The Ray executor against a local run: same files, same scores; retries; missing Ray.
+"""The Ray executor against the local one: same files, same scores; retries; Ctrl-C; missing Ray.
 
-One local Ray instance (2 CPUs) serves the whole module; models are tiny (100 rows, 2 epochs).
+cv, sweep and batch each have one orchestration; these run it on :class:`RayExecutor` and compare
+with :class:`LocalExecutor`. One local Ray instance (2 CPUs) serves the whole module; models are
+tiny (100 rows, 2 epochs).
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ import yaml
 
 ray = pytest.importorskip("ray")
 
-from dlrun import distributed, runner  # noqa: E402
+from dlrun import executors, report, runner  # noqa: E402
+from dlrun.batch import run_batch  # noqa: E402
 from dlrun.errors import InputError, Interrupted, RunError  # noqa: E402
+from dlrun.executors import LocalExecutor  # noqa: E402
 from dlrun.progress import NullReporter  # noqa: E402
 from dlrun.spec import validate  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
-TIMING = {"seconds", "duration_s", "path"}
+TIMING = {"seconds", "duration_s", "train_s", "path"}
 
 
 def raw_spec(mode: str = "kfold", **runtime: Any) -> dict[str, Any]:
@@ -55,7 +59,7 @@ def table(path: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray() -> Any:
-    distributed.init_ray(None, num_cpus_local=2)
+    executors.init_ray(None, num_cpus_local=2)
     yield ray
     ray.shutdown()
 
@@ -70,7 +74,7 @@ def local_cv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_chunked_cv_matches_local(tmp_path: Path, local_cv: Path) -> None:
     spec = validate(raw_spec(executor="ray", max_models_per_chunk=2))
-    remote = distributed.run_cv_ray(spec, tmp_path / "ray")
+    remote = runner.run_cv(spec, tmp_path / "ray")  # runtime.executor: ray
     assert remote.engine == "sequential"
     assert files(tmp_path / "ray") == files(local_cv)
     for name in ("scores.csv", "folds.csv", "history.csv", "predictions.csv"):
@@ -85,7 +89,7 @@ def test_chunked_cv_matches_local(tmp_path: Path, local_cv: Path) -> None:
 
 
 def test_cli_sweep_with_ray_matches_local_sweep(tmp_path: Path, spec_path: Path) -> None:
-    """`dlrun sweep --executor ray` (through run_points_ray) against run_sweep in this process."""
+    """`dlrun sweep --executor ray` against the same sweep on the local executor."""
     from typer.testing import CliRunner
 
     from dlrun.cli import app
@@ -99,7 +103,7 @@ def test_cli_sweep_with_ray_matches_local_sweep(tmp_path: Path, spec_path: Path)
     assert remote["accuracy_mean"].notna().all()
 
     base, points = expand(spec_path, ["evaluation.folds=2"], ["training.batch_size=16,32"])
-    run_sweep(base, points, tmp_path / "local", lambda p, path, res: runner.execute(p.spec, path).summary)
+    run_sweep(base, points, tmp_path / "local", LocalExecutor())
     pd.testing.assert_frame_equal(table(tmp_path / "ray" / SWEEP_CSV), table(tmp_path / "local" / SWEEP_CSV))
     assert files(tmp_path / "ray") == files(tmp_path / "local")
     for p in points:
@@ -116,7 +120,7 @@ def test_batch_records_a_failed_config_and_runs_the_other(tmp_path: Path) -> Non
     bad_raw["data"] = {"source": str(tmp_path / "missing.csv"), "target": "y"}
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(bad_raw))
-    items = distributed.run_batch_ray([good, bad], tmp_path / "batch", ["runtime.executor=ray"])
+    items = run_batch([good, bad], tmp_path / "batch", [], "ray")
     assert [i.status for i in items] == ["finished", "failed"]
     assert "missing.csv" in items[1].error
     assert (tmp_path / "batch" / "good" / "model.keras").is_file()
@@ -130,16 +134,16 @@ def test_dead_worker_fails_its_folds_only_and_a_retry_recovers(
 ) -> None:
     run_dir = tmp_path / "run"
     # no retries: the first task's worker dies, its fold is reported, the others are saved
-    monkeypatch.setenv(distributed.FAULT_ENV, str(tmp_path / "killed-1"))
+    monkeypatch.setenv(executors.FAULT_ENV, str(tmp_path / "killed-1"))
     spec = validate(raw_spec(executor="ray", max_models_per_chunk=1, max_retries=0))
     with pytest.raises(RunError, match=r"1 of 3 fold\(s\) failed on Ray \(repeat 0 fold \d\): the Ray worker died"):
-        distributed.run_cv_ray(spec, run_dir)
+        runner.run_cv(spec, run_dir)
     assert (tmp_path / "killed-1").exists()
     assert json.loads((run_dir / "state.json").read_text())["status"] == "failed"
-    assert len(list((run_dir / "parts").glob("*.pkl"))) == 2
+    assert report.count_saved_folds(run_dir) == 2
     # resume with one retry: the remaining fold's worker dies once more, Ray retries it, the run completes
-    monkeypatch.setenv(distributed.FAULT_ENV, str(tmp_path / "killed-2"))
-    out = distributed.run_cv_ray(
+    monkeypatch.setenv(executors.FAULT_ENV, str(tmp_path / "killed-2"))
+    out = runner.run_cv(
         spec.model_copy(update={"runtime": spec.runtime.model_copy(update={"max_retries": 1})}), run_dir
     )
     assert (tmp_path / "killed-2").exists(), "the fault hook never fired"
@@ -156,13 +160,13 @@ def test_ctrl_c_cancels_marks_interrupted_and_resume_finishes(tmp_path: Path, lo
     # two tasks (2 folds + 1 fold): Ctrl-C when the first returns force-cancels the other
     spec = validate(raw_spec(executor="ray", max_models_per_chunk=2))
     run_dir = tmp_path / "run"
-    with pytest.raises(Interrupted, match="resume with: dlrun cv --resume"):
-        distributed.run_cv_ray(spec, run_dir, _StopAfterFirstFold())
+    with pytest.raises(Interrupted, match=r"resume with: dlrun cv .*--resume"):
+        runner.run_cv(spec, run_dir, _StopAfterFirstFold())
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "interrupted"
-    saved = len(list((run_dir / "parts").glob("*.pkl")))
+    saved = report.count_saved_folds(run_dir)
     assert 1 <= saved < 3
-    again = distributed.run_cv_ray(spec, run_dir)
+    again = runner.run_cv(spec, run_dir, executor="ray")
     assert again.summary["n_models"] == 3
     assert json.loads((run_dir / "state.json").read_text())["resumed"] is True
     pd.testing.assert_frame_equal(table(run_dir / "scores.csv"), table(local_cv / "scores.csv"))
@@ -171,7 +175,7 @@ def test_ctrl_c_cancels_marks_interrupted_and_resume_finishes(tmp_path: Path, lo
 def test_missing_ray_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(InputError) as exc:
-        distributed.run_cv_ray(validate(raw_spec(executor="ray")), tmp_path / "run")
+        runner.run_cv(validate(raw_spec(executor="ray")), tmp_path / "run")
     assert str(exc.value) == "the Ray executor needs Ray: pip install 'dlrun[ray]'"
     assert not (tmp_path / "run").exists()
 

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from dlrun.engines.base import EpochEvent
-from dlrun.progress import NullReporter, PlainReporter, fmt_duration, fmt_logs
+from dlrun.progress import (
+    NullReporter,
+    PlainReporter,
+    fmt_duration,
+    fmt_logs,
+    label_transformed_target,
+    transformed_target_note,
+)
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # everything but \t and \n
 
@@ -55,12 +62,14 @@ def test_plain_reporter_one_clean_line_per_epoch() -> None:
     lines = _epoch_lines(text)
     assert len(lines) == 5
     for i, line in enumerate(lines, start=1):
-        assert re.match(r"^\d\d:\d\d:\d\d exp \| repeat 1 fold 1 \| epoch \d+/5 \| ", line), line
+        # one model (a single split): no repeat or fold to name
+        assert re.match(r"^\d\d:\d\d:\d\d exp \| epoch \d+/5 \| ", line), line
         assert f"epoch {i}/5" in line
         assert "loss=" in line and "accuracy=" in line
         assert re.search(r"elapsed \d", line), line
-        assert re.search(r"eta (\d|\?)", line), line
-    assert "done (1/1)" in text
+        assert re.search(r"eta (\d|estimating\u2026)", line), line
+    assert "fold" not in text and "repeat" not in text
+    assert "model done (1/1)" in text
     assert "exp: finished in" in text.splitlines()[-1]
 
 
@@ -74,13 +83,53 @@ def test_plain_reporter_flushes_every_line() -> None:
     assert stream.flushes >= 4
 
 
-def test_eta_appears_once_epochs_are_done() -> None:
+def test_eta_waits_for_two_timed_epochs_after_the_compiling_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dlrun.progress as progress
+
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
     stream = io.StringIO()
     reporter = PlainReporter(stream)
-    reporter.start("exp", 2, 4)
-    reporter.epoch(_event(2, 4))
-    line = _epoch_lines(stream.getvalue())[-1]
-    assert re.search(r"eta \d+(\.\d)?s", line), line
+    reporter.start("exp", 1, 10)
+    etas = []
+    for epoch, seconds in ((1, 60.0), (2, 1.0), (3, 1.0), (4, 1.0)):  # epoch 1 compiles for a minute
+        now[0] += seconds
+        reporter.epoch(_event(epoch, 10))
+        etas.append(_epoch_lines(stream.getvalue())[-1].rsplit("eta ", 1)[1])
+    assert etas[:2] == ["estimating\u2026"] * 2
+    # timed from the end of epoch 1: 1 s per epoch, not (62 s / 3 epochs) x 7 epochs left
+    assert etas[2:] == ["7.0s", "6.0s"]
+
+
+def test_models_of_a_cv_run_are_named_by_repeat_and_fold() -> None:
+    stream = io.StringIO()
+    reporter = PlainReporter(stream)
+    reporter.start("exp", 3, 2)
+    reporter.epoch(_event(1, 2, keys=((1, 2),)))
+    reporter.model_done((1, 2), {"accuracy": 0.9}, 1.0)
+    text = stream.getvalue()
+    assert "| repeat 2 fold 3 | epoch 1/2 |" in text
+    assert "| repeat 2 fold 3 done (1/3) |" in text
+
+
+@pytest.mark.parametrize(
+    ("transform", "task", "units"),
+    [("minmax", "regression", "min-max-scaled quality"), ("none", "regression", ""), ("standard", "binary", "")],
+)
+def test_transformed_target_note(transform: str, task: str, units: str) -> None:
+    assert transformed_target_note(transform, ["quality"], task) == units
+
+
+def test_logs_on_a_transformed_target_say_so() -> None:
+    stream = io.StringIO()
+    reporter = label_transformed_target(PlainReporter(stream), "minmax", ["quality"], "regression")
+    reporter.start("wine", 1, 2)
+    reporter.epoch(_event(1, 2, loss=0.1, mae=0.09))
+    text = stream.getvalue()
+    assert "on the min-max-scaled quality (the summary reports the original units)" in text
+    assert "loss[min-max-scaled]=0.1 mae[min-max-scaled]=0.09" in text
+    plain = io.StringIO()
+    assert isinstance(label_transformed_target(PlainReporter(plain), "none", ["quality"], "regression"), PlainReporter)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from dlrun import report
+from dlrun import layout, report
+from dlrun.checkpoint import decode_checkpoint
+from dlrun.errors import InputError
 from dlrun.locking import RunLock
 
 TIMING = ["seconds"]
@@ -80,7 +82,7 @@ def _scores(path: Path) -> pd.DataFrame:
 
 
 def _parts(path: Path) -> int:
-    return len(list((path / report.PARTS).glob("*.pkl")))
+    return report.count_saved_folds(path)
 
 
 @pytest.mark.parametrize("engine", ["sequential", "stacked"])
@@ -136,11 +138,18 @@ def test_train_resumes_mid_training_from_checkpoint(tmp_path: Path) -> None:
 
     run = tmp_path / "killed"
     proc = _dlrun("train", str(spec), "--out", str(run))
-    ckpt = run / report.CHECKPOINT / "state.pkl"
-    _wait_for(lambda: ckpt.exists() and report.read_pickle(ckpt)["epoch"] >= 10, proc)
+    ckpt = layout.checkpoint_file(run)
+
+    def saved_epoch() -> int:
+        try:
+            return decode_checkpoint(report.read_sealed(ckpt), ckpt)["epoch"]
+        except (OSError, InputError):  # not there yet, or being replaced
+            return 0
+
+    _wait_for(lambda: saved_epoch() >= 10, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    at = report.read_pickle(ckpt)["epoch"]
+    at = saved_epoch()
     assert 10 <= at < 60
     resumed = subprocess.run(
         [sys.executable, "-m", "dlrun", "train", str(spec), "--out", str(run), "--resume"],
@@ -221,3 +230,21 @@ def test_resuming_a_finished_train_run_changes_nothing(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert "finished earlier" in again.stdout
     assert ((run / report.PREDICTIONS).read_bytes(), (run / report.SUMMARY_JSON).read_bytes()) == before
+
+
+@pytest.mark.parametrize("when", ["interpreter", "start-up"])
+def test_sigterm_before_training_exits_130_and_marks_the_run(tmp_path: Path, when: str) -> None:
+    spec = _spec(tmp_path, f"early_{when.replace('-', '_')}", training__epochs=200)
+    run = tmp_path / "run"
+    proc = _dlrun("cv", str(spec), "--out", str(run))
+    if when == "start-up":  # the run folder is marked, the data and the backend are loading
+        _wait_for(lambda: (run / report.STATE).exists(), proc)
+    else:
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out
+    if (run / report.STATE).exists():
+        assert report.read_json(run / report.STATE)["status"] == "interrupted"
+        assert f"dlrun cv {spec} --out {run} --resume" in out

@@ -9,7 +9,7 @@ import pytest
 
 from dlrun.errors import InputError
 from dlrun.spec import EvaluationSpec
-from dlrun.splits import Fold, fold_seed, make_folds, should_stratify, splits_digest
+from dlrun.splits import DEFAULT_SPLIT_SEED, Fold, fold_seed, make_folds, should_stratify, splits_digest
 
 N = 120
 SEED = 11
@@ -198,8 +198,18 @@ def test_split_seed_changes_rows_but_not_model_seeds() -> None:
     b = make_folds(_ev("kfold", split_seed=99), N, labels, "binary", SEED)
     assert splits_digest(a) != splits_digest(b)
     assert [f.seed for f in a] == [f.seed for f in b]
-    c = make_folds(_ev("kfold", split_seed=SEED), N, labels, "binary", SEED)
-    assert splits_digest(a) == splits_digest(c), "split_seed defaults to the run seed"
+    c = make_folds(_ev("kfold", split_seed=DEFAULT_SPLIT_SEED), N, labels, "binary", SEED)
+    assert splits_digest(a) == splits_digest(c), "split_seed defaults to DEFAULT_SPLIT_SEED"
+
+
+@pytest.mark.parametrize("mode", ["kfold", "repeated_kfold", "repeated_split"])
+def test_changing_only_the_seed_keeps_the_splits(mode: str) -> None:
+    """Two runs that differ only in ``seed`` share their folds (so compare pairs them) but not model seeds."""
+    labels = _labels("binary")
+    a = make_folds(_ev(mode), N, labels, "binary", SEED)
+    b = make_folds(_ev(mode), N, labels, "binary", SEED + 1)
+    assert splits_digest(a) == splits_digest(b)
+    assert [f.seed for f in a] != [f.seed for f in b]
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -261,3 +271,34 @@ def test_folds_text() -> None:
     (fold,) = make_folds(_ev("validation_split"), 8, None, "regression", SEED)
     assert fold.test_index_text() == "6 7"
     assert fold.key == (0, 0)
+
+
+def test_auto_repeats_start_with_a_chunk_and_grow_by_prefix() -> None:
+    from dlrun.splits import AUTO_CHUNK, concrete_repeats
+
+    ev = _ev("kfold", repeats="auto", target_halfwidth=0.02)
+    assert concrete_repeats(ev) == AUTO_CHUNK
+    assert concrete_repeats(_ev("kfold", repeats="auto", target_halfwidth=0.02, max_repeats=2)) == 2
+    labels = _labels("binary")
+    first = make_folds(ev, N, labels, "binary", SEED)
+    assert len(first) == 4 * AUTO_CHUNK
+    more = make_folds(_ev("repeated_kfold", repeats=AUTO_CHUNK + 2), N, labels, "binary", SEED)
+    assert splits_digest(more[: len(first)]) == splits_digest(first)
+    # the first repeat of repeated k-fold is plain k-fold: a kfold run can grow into repeats
+    single = make_folds(_ev("kfold"), N, labels, "binary", SEED)
+    assert splits_digest(more[:4]) == splits_digest(single)
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"mode": "kfold", "repeats": "auto"}, "needs target_halfwidth"),
+        ({"mode": "split", "repeats": "auto", "target_halfwidth": 0.02}, "repeats: auto needs mode"),
+        ({"mode": "repeated_kfold", "repeats": 0}, "positive integer or 'auto'"),
+    ],
+)
+def test_auto_repeats_spec_checks(kw: dict[str, Any], message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        EvaluationSpec(**kw)

@@ -118,6 +118,15 @@ def test_summarize_metric_repeated_kfold() -> None:
     r = stats.summarize_metric(s, "accuracy", repeats=2, n_train=80, n_test=20, confidence=0.95, mode="repeated_kfold")
     assert set(r) == {"folds", "repeats", "corrected", "headline", "headline_text"}
     assert r["headline"] == "corrected"
+    # Only the calibrated block's interval is called ci_; the others are named for what they are.
+    assert r["corrected"]["kind"] == "confidence_interval" and "ci_low" in r["corrected"]
+    assert r["folds"]["kind"] == "naive_fold_interval" and "ci_low" not in r["folds"]
+    assert "ignores the dependence between folds" in r["folds"]["label"]
+    assert r["repeats"]["kind"] == "split_precision" and "ci_low" not in r["repeats"]
+    assert "precision of the CV estimate" in r["repeats"]["label"]
+    assert stats.interval_of(r["repeats"]) == (r["repeats"]["precision_low"], r["repeats"]["precision_high"])
+    assert stats.interval_of(r["folds"]) == (r["folds"]["naive_low"], r["folds"]["naive_high"])
+    assert "not std/" in r["corrected"]["se_method"]
     assert r["folds"]["n"] == 10
     assert r["repeats"]["n"] == 2
     assert r["repeats"]["mean"] == pytest.approx(np.mean([np.mean(X), np.mean(B)]))
@@ -170,8 +179,19 @@ def test_corrected_paired_ttest_zero_variance_guard() -> None:
     same = stats.corrected_paired_ttest(X, X, n_train=80, n_test=20)
     assert same["p"] == 1.0 and same["t"] is None and "p set to 1" in same["note"]
     shifted = stats.corrected_paired_ttest([1.0, 2.0, 3.0], [0.5, 1.5, 2.5], n_train=80, n_test=20)
-    assert shifted["p"] == 0.0 and "p set to 0" in shifted["note"]
+    assert shifted["p"] is None and "no significance is claimed" in shifted["note"]
     json.dumps(same, allow_nan=False)
+    json.dumps(shifted, allow_nan=False)
+
+
+@pytest.mark.parametrize("test", ["corrected", "paired"])
+def test_constant_difference_in_floating_point_is_not_significant(test: str) -> None:
+    # 0.8 − 0.7 and 0.9 − 0.8 differ by ~1e-16: a "t" of 1e15 for what is a constant.
+    a, b = [0.8, 0.9], [0.7, 0.8]
+    r = stats.corrected_paired_ttest(a, b, 80, 20) if test == "corrected" else stats.paired_ttest(a, b)
+    assert r["p"] is None and r["t"] is None
+    assert r["mean_diff"] == pytest.approx(0.1)
+    assert "not informative" in r["note"] or test == "paired"
 
 
 def test_corrected_paired_ttest_bad_input() -> None:
@@ -222,3 +242,203 @@ def test_format_helpers() -> None:
     assert stats.format_number(-0.02, 2, signed=True) == "\u22120.02"
     assert stats.format_p(0.0004) == "p < 0.001"
     assert stats.decimals_for(0.015) == 3
+
+
+# --------------------------------------------------------------------------- bounded intervals
+
+
+@pytest.mark.parametrize(
+    ("metric", "values", "low", "high"),
+    [
+        ("accuracy", [1.0, 1.0, 0.9, 1.0, 0.6], 0.0, 1.0),  # iris-like: the plain interval passes 1
+        ("roc_auc", [0.99, 1.0, 0.97, 1.0, 0.98, 1.0, 0.96, 1.0, 1.0, 0.99], 0.0, 1.0),
+        ("f1", [0.0, 0.1, 0.0, 0.3], 0.0, 1.0),
+        ("r2", [0.99, 0.2, 0.98, 0.97], None, 1.0),
+        ("mae", [0.01, 0.5, 0.02, 0.01], 0.0, None),
+    ],
+)
+def test_intervals_of_bounded_metrics_stay_in_range(
+    metric: str, values: list[float], low: float | None, high: float | None
+) -> None:
+    r = stats.nadeau_bengio(values, n_train=40, n_test=10, metric=metric)
+    plain = stats.nadeau_bengio(values, n_train=40, n_test=10)
+    assert r["ci_low"] < r["mean"] < r["ci_high"]
+    # the plain interval leaves the range; the bounded one does not
+    assert (high is not None and plain["ci_high"] > high) or (low is not None and plain["ci_low"] < low)
+    if high is not None:
+        assert r["ci_high"] <= high
+    if low is not None:
+        assert r["ci_low"] >= low
+    assert r["scale"] == stats.metric_scale(metric)
+    s = pd.DataFrame({"repeat": [0] * len(values), "fold": range(len(values)), metric: values})
+    block = stats.summarize_metric(s, metric, repeats=1, n_train=40, n_test=10, confidence=0.95, mode="kfold")
+    lo, hi = stats.interval_of(block["folds"])
+    assert (high is None or hi <= high) and (low is None or lo >= low)
+
+
+def test_bounded_interval_is_the_delta_method_on_the_logit_scale() -> None:
+    lo, hi, scale = stats.bounded_interval(0.8, 0.02, 9, 0.95, "logit")
+    t = sps.t.ppf(0.975, 9)
+    g, dg = math.log(0.8 / 0.2), 1 / (0.8 * 0.2)
+    assert scale == "logit"
+    assert lo == pytest.approx(1 / (1 + math.exp(-(g - t * 0.02 * dg))))
+    assert hi == pytest.approx(1 / (1 + math.exp(-(g + t * 0.02 * dg))))
+    # Near the middle it is almost the plain interval; identity is the plain one.
+    assert (lo, hi) == pytest.approx((0.8 - t * 0.02, 0.8 + t * 0.02), abs=5e-3)
+    assert 0.8 - lo > hi - 0.8  # asymmetric: longer away from the bound
+    assert stats.bounded_interval(0.8, 0.02, 9, 0.95, "identity")[:2] == pytest.approx((0.8 - t * 0.02, 0.8 + t * 0.02))
+    # On the bound itself with no spread: a zero-width interval at the bound.
+    assert stats.bounded_interval(1.0, 0.0, 4, 0.95, "logit") == (1.0, 1.0, "identity")
+
+
+@pytest.mark.parametrize(("folds", "informative"), [(2, False), (3, False), (4, True), (10, True)])
+def test_few_degrees_of_freedom_are_called_not_informative(folds: int, informative: bool) -> None:
+    vals = [0.7, 0.9, 0.8, 0.75, 0.85, 0.8, 0.7, 0.9, 0.82, 0.78][:folds]
+    s = pd.DataFrame({"repeat": 0, "fold": range(folds), "accuracy": vals})
+    r = stats.summarize_metric(s, "accuracy", repeats=1, n_train=40, n_test=10, confidence=0.95, mode="kfold")
+    assert r["corrected"]["informative"] is informative
+    assert ("not informative" in r["headline_text"]) is not informative
+    assert 0.0 <= r["corrected"]["ci_low"] and r["corrected"]["ci_high"] <= 1.0
+
+
+def test_per_repeat_means_do_not_skip_a_failed_fold() -> None:
+    s = pd.DataFrame({"repeat": [0] * 5 + [1] * 5 + [2] * 5, "fold": list(range(5)) * 3, "accuracy": X + B + X})
+    s.loc[7, "accuracy"] = float("nan")  # repeat 1 lost a fold
+    r = stats.summarize_metric(s, "accuracy", repeats=3, n_train=80, n_test=20, confidence=0.95, mode="repeated_kfold")
+    assert r["repeats"]["n"] == 2 and r["repeats"]["n_nan"] == 1
+    assert r["repeats"]["mean"] == pytest.approx(np.mean(X))  # repeats 0 and 2, not a 4-fold mean of repeat 1
+    assert "1 repeat with a failed fold left out" in r["repeats"]["method"]
+    json.dumps(r, allow_nan=False)
+
+
+# --------------------------------------------------------------------------- Bayesian test, Holm, power
+
+
+def test_bayesian_correlated_ttest_matches_baycomp() -> None:
+    baycomp = pytest.importorskip("baycomp")
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.8, 0.03, 10)
+    b = a - 0.01 + rng.normal(0, 0.01, 10)
+    r = stats.bayesian_correlated_ttest(a, b, 0.01, n_train=90, n_test=10)
+    # baycomp's rho = 1/folds gives rho/(1 − rho) = 1/9 = n_test/n_train; it returns (left, rope, right).
+    left, rope, right = baycomp.two_on_single(a, b, rope=0.01, runs=1)
+    # baycomp works on y − x, so its "left" is P(first better).
+    assert (r["p_a_better"], r["p_equal"], r["p_b_better"]) == pytest.approx((left, rope, right))
+    assert r["p_a_better"] + r["p_equal"] + r["p_b_better"] == pytest.approx(1.0)
+    assert r["scale"] == pytest.approx(stats.corrected_paired_ttest(a, b, 90, 10)["se"])
+
+
+def test_bayesian_test_sides_and_decisions() -> None:
+    a = np.array([0.80, 0.82, 0.84, 0.86, 0.88, 0.81, 0.83, 0.85, 0.79, 0.87])
+    better = stats.bayesian_correlated_ttest(a + 0.05 + np.linspace(0, 0.002, 10), a, 0.01, n_train=90, n_test=10)
+    assert better["decided"] == "a_better" and better["p_a_better"] > 0.95
+    loss = stats.bayesian_correlated_ttest(
+        a + 0.05 + np.linspace(0, 0.002, 10), a, 0.01, n_train=90, n_test=10, higher_is_better=False
+    )
+    assert loss["decided"] == "b_better"
+    equal = stats.bayesian_correlated_ttest(a + np.linspace(-1e-3, 1e-3, 10), a, 0.05, n_train=90, n_test=10)
+    assert equal["decided"] == "equal"
+    with pytest.raises(InputError, match="rope must be a non-negative number"):
+        stats.bayesian_correlated_ttest(a, a, -1.0, n_train=90, n_test=10)
+
+
+def test_holm_by_hand() -> None:
+    # sorted: 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 → monotone 0.06
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.5, None, 0.9]) == [pytest.approx(1.0), None, pytest.approx(1.0)]
+    assert stats.holm([]) == []
+
+
+def test_min_detectable_difference() -> None:
+    mdd = stats.min_detectable_difference(0.01, 9, 0.05)
+    assert mdd == pytest.approx((sps.t.ppf(0.975, 9) + sps.t.ppf(0.8, 9)) * 0.01)
+    # At that true difference a noncentral t gives about 80% power.
+    power = sps.nct.sf(sps.t.ppf(0.975, 9), 9, mdd / 0.01)
+    assert 0.75 < power < 0.85
+    assert stats.min_detectable_difference(0.0, 9, 0.05) is None
+
+
+# --------------------------------------------------------------------------- adaptive repeats
+
+
+def _fake_summary(repeats: int, std: float, k: int = 10) -> dict[str, object]:
+    """A cv summary whose corrected interval narrows as repeats grow (fold std fixed)."""
+    vals = 0.8 + std * np.tile(np.linspace(-1.5, 1.5, k), repeats)
+    scores = pd.DataFrame(
+        {"repeat": np.repeat(range(repeats), k), "fold": np.tile(range(k), repeats), "accuracy": vals}
+    )
+    block = stats.summarize_metric(
+        scores, "accuracy", repeats=repeats, n_train=180, n_test=20, confidence=0.95, mode="repeated_kfold"
+    )
+    from dlrun.runner import headline
+
+    return {
+        "name": "fake",
+        "command": "cv",
+        "mode": "repeated_kfold",
+        "main_metric": "accuracy",
+        "metrics": {"accuracy": block},
+        "headline": headline(block, "accuracy"),
+        "repeats": repeats,
+        "folds": k,
+        "n_models": repeats * k,
+        "engine": "stacked",
+        "task": "binary",
+        "confidence": 0.95,
+        "baseline": {"model": "dummy", "metrics": {"accuracy": block}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("std", "target", "most", "stopped", "runs"),
+    [
+        (0.01, 0.02, 20, "target", [3]),  # narrow from the start
+        (0.05, 0.02, 20, "unreachable", [3]),  # floor 1.96·√(20/180)·std ≈ 0.033 > 0.02
+        (0.03, 0.022, 20, "target", [3, 6]),  # reachable: needs a second chunk
+        (0.03, 0.022, 4, "max_repeats", [3, 4]),  # … but the maximum comes first
+    ],
+)
+def test_adaptive_repeats_stop_and_say_why(
+    tmp_path: object,
+    monkeypatch: pytest.MonkeyPatch,
+    std: float,
+    target: float,
+    most: int,
+    stopped: str,
+    runs: list[int],
+) -> None:
+    from pathlib import Path
+
+    from dlrun import runner
+    from dlrun.runner import RunOutcome
+
+    calls: list[int] = []
+
+    def fake_run_cv(spec: object, run_dir: Path, *args: object, **kwargs: object) -> RunOutcome:
+        r = spec.evaluation.repeats  # type: ignore[attr-defined]
+        assert spec.evaluation.mode == "repeated_kfold"  # type: ignore[attr-defined]
+        calls.append(r)
+        return RunOutcome(run_dir, _fake_summary(r, std), "stacked")
+
+    monkeypatch.setattr(runner, "run_cv", fake_run_cv)
+    monkeypatch.setattr(runner, "extend_repeats", lambda *a, **k: None)
+    from dlrun.spec import load_spec
+
+    spec = load_spec(
+        "configs/sonar_baseline.yaml",
+        [
+            "evaluation.repeats=auto",
+            f"evaluation.target_halfwidth={target}",
+            f"evaluation.max_repeats={most}",
+        ],
+    )
+    out = runner.run_cv_auto(spec, Path(str(tmp_path)))
+    assert calls == runs
+    a = out.summary["adaptive"]
+    assert a["stopped"] == stopped and a["repeats_run"] == runs[-1]
+    assert "stopped because" in out.summary["headline"]["text"]
+    assert (Path(str(tmp_path)) / "summary.md").read_text().count("stopped because") >= 1
+    if stopped == "unreachable":
+        assert a["floor"] > target and "cannot be reached" in a["text"]
+    if stopped == "target":
+        assert a["halfwidth"] <= target

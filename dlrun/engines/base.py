@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -26,6 +26,12 @@ class FitJob:
         class_weight: ``{class_code: weight}`` or None.
         initial_epoch: Epochs already done (resume); the engine starts after them.
         initial_weights: Weights to start from (resume), as ``model.get_weights()``.
+        y_test: Held-out targets, shaped like ``y_train``, or None: engines record the
+            ``test_`` loss and metrics on them each epoch (never used to steer training).
+        hparams: Per-model values of the spec's scalars by dotted path
+            (``{"compile.optimizer.Adam.learning_rate": 0.01}``), or None: the stacked engine
+            trains models that differ only in these in one program
+            (:func:`dlrun.engines.stacked.shared_groups`).
     """
 
     repeat: int
@@ -39,6 +45,8 @@ class FitJob:
     class_weight: dict[int, float] | None = None
     initial_epoch: int = 0
     initial_weights: list[np.ndarray] | None = None
+    y_test: np.ndarray | None = None
+    hparams: dict[str, float] | None = None
 
     @property
     def key(self) -> tuple[int, int]:
@@ -93,3 +101,82 @@ class EpochEvent:
 
 
 EpochCallback = Callable[[EpochEvent], None]
+
+
+# ----------------------------------------------------------------------------- the protocol
+@runtime_checkable
+class Engine(Protocol):
+    """What every training engine is: a name, a support check, and ``fit``.
+
+    Engines are built with ``(spec, task, input_shape, n_outputs, **options)`` (see
+    :func:`make_engine`) and import Keras or its backend only when built.
+
+    Attributes:
+        name: The engine's name in ``runtime.engine``, ``scores.csv`` and ``summary.json``.
+        batched: Whether the engine trains many jobs together (and so wants them all in one
+            ``fit`` call); one that trains job after job gets them one at a time, so each
+            fold is preprocessed just before it trains.
+    """
+
+    name: str
+    batched: bool
+
+    @staticmethod
+    def supports(spec: Any, task: str) -> str | None:
+        """``None`` when the engine can train ``spec`` for ``task``; else one line saying why not."""
+        ...
+
+    def fit(self, jobs: list[FitJob], on_epoch: EpochCallback | None = None) -> Iterator[FitResult]:
+        """Train ``jobs``; yield one result per job as soon as it is done, in job order."""
+        ...
+
+
+# name -> (module, class): engines import Keras, so they are loaded only when asked for
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "stacked": ("dlrun.engines.stacked", "StackedEngine"),
+    "sequential": ("dlrun.engines.sequential", "SequentialEngine"),
+}
+
+#: The order ``runtime.engine: auto`` tries engines in: the first that supports a spec trains it.
+AUTO_ORDER: tuple[str, ...] = ("stacked", "sequential")
+
+
+def engine_names() -> list[str]:
+    """Every registered engine's name."""
+    return list(_REGISTRY)
+
+
+def register_engine(name: str, module: str, cls: str) -> None:
+    """Make the engine class ``module.cls`` available as ``runtime.engine: name``."""
+    _REGISTRY[name] = (module, cls)
+
+
+def engine_class(name: str) -> type[Any]:
+    """The class registered as ``name`` (imported now).
+
+    Raises:
+        KeyError: No engine has that name.
+    """
+    import importlib
+
+    module, cls = _REGISTRY[name]
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+def unsupported_reason(name: str, spec: Any, task: str) -> str | None:
+    """Why engine ``name`` cannot train ``spec`` (``None``: it can), before anything is built."""
+    import importlib
+
+    cls = engine_class(name)
+    check = getattr(cls, "supports", None)
+    if check is None:  # an engine module that keeps its check as a module function
+        check = getattr(importlib.import_module(_REGISTRY[name][0]), "unsupported_reason", None)
+    return None if check is None else check(spec, task)
+
+
+def make_engine(
+    name: str, spec: Any, task: str, input_shape: tuple[int, ...], n_outputs: int, **options: Any
+) -> Engine:
+    """Build engine ``name`` for a spec (``options`` go to its constructor, e.g. ``keep_model``)."""
+    engine: Engine = engine_class(name)(spec, task, input_shape, n_outputs, **options)
+    return engine

@@ -29,6 +29,12 @@ class SequentialEngine:
     """
 
     name = "sequential"
+    batched = False  # one model at a time: each fold is prepared just before it trains
+
+    @staticmethod
+    def supports(spec: Spec, task: str) -> str | None:
+        """The sequential engine trains any spec Keras can build."""
+        return None
 
     def __init__(
         self,
@@ -46,6 +52,9 @@ class SequentialEngine:
         self.keep_model = keep_model
         self.extra_callbacks = extra_callbacks or []
         self.compile_cfg = resolve_compile(spec, task)
+        from dlrun.engines.stacked import check_spec
+
+        check_spec(spec)
 
     def build(self, seed: int) -> Any:
         """A fresh compiled model, seeded."""
@@ -70,7 +79,10 @@ class SequentialEngine:
         compile_model(model, self.compile_cfg, steps_per_execution=spe)
         if job.initial_weights is not None:
             model.set_weights(job.initial_weights)
+        # test_ scores first, so History and checkpoints record them (check_spec keeps them
+        # out of every callback's monitor)
         callbacks: list[Any] = [
+            _TestScores(job, max(tr.batch_size, 256)),
             *make_callbacks(self.spec),
             _Relay(job, tr.epochs, on_epoch),
             keras.callbacks.TerminateOnNaN(),
@@ -83,7 +95,7 @@ class SequentialEngine:
             epochs=tr.epochs,
             initial_epoch=job.initial_epoch,
             steps_per_epoch=steps,
-            shuffle=False,  # the dataset is already shuffled per epoch
+            shuffle=False,  # the batches are already shuffled per epoch
             class_weight=job.class_weight,
             validation_data=val,
             callbacks=callbacks,
@@ -129,21 +141,55 @@ def epoch_permutation(seed: int, epoch: int, n: int, shuffle: bool = True) -> np
 
 
 def epoch_batches(job: FitJob, batch_size: int, epochs: int, shuffle: bool) -> Any:
-    """A ``tf.data`` stream of mini-batches for epochs ``job.initial_epoch .. epochs-1``.
+    """A ``keras.utils.PyDataset`` of the mini-batches of epochs ``job.initial_epoch .. epochs-1``.
 
-    Batches never straddle two epochs; the last batch of an epoch may be smaller,
-    exactly as ``model.fit`` on arrays does.
+    Backend-neutral (no ``tf.data``). Batch ``i`` is a pure function of ``(seed, epoch, i)``;
+    batches never straddle two epochs and the last batch of an epoch may be smaller,
+    exactly as ``model.fit`` on arrays does. ``model.fit`` must get
+    ``steps_per_epoch=ceil(n / batch_size)`` so it reads on across epochs.
     """
-    import tensorflow as tf
+    import keras
 
     n = len(job.x_train)
-    perms = np.stack([epoch_permutation(job.seed, e, n, shuffle) for e in range(job.initial_epoch, epochs)])
-    x = tf.constant(job.x_train)
-    y = tf.constant(job.y_train)
-    ds = tf.data.Dataset.from_tensor_slices(perms.astype(np.int32))
-    ds = ds.flat_map(lambda p: tf.data.Dataset.from_tensor_slices(p).batch(batch_size))
-    ds = ds.map(lambda idx: (tf.gather(x, idx), tf.gather(y, idx)), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    steps = max(1, math.ceil(n / batch_size))
+    first = job.initial_epoch
+
+    class EpochBatches(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self._perm: tuple[int, np.ndarray] | None = None
+
+        def __len__(self) -> int:
+            return steps * max(1, epochs - first)
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+            epoch, b = first + i // steps, i % steps
+            if self._perm is None or self._perm[0] != epoch:
+                self._perm = (epoch, epoch_permutation(job.seed, epoch, n, shuffle))
+            rows = self._perm[1][b * batch_size : (b + 1) * batch_size]
+            return job.x_train[rows], job.y_train[rows]
+
+    return EpochBatches()
+
+
+class _TestScores:
+    """A Keras callback adding held-out ``test_`` loss and metrics to each epoch's logs.
+
+    Registered first, so History and checkpoints record the values;
+    :func:`dlrun.engines.stacked.check_spec` refuses any callback monitoring them.
+    """
+
+    def __new__(cls, job: FitJob, batch_size: int) -> Any:
+        import keras
+
+        class TestScores(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                if logs is None or job.x_test is None or job.y_test is None or not len(job.x_test):
+                    return
+                scores = self.model.evaluate(job.x_test, job.y_test, batch_size=batch_size, verbose=0, return_dict=True)
+                logs.update({f"test_{k}": float(v) for k, v in scores.items()})
+
+        return TestScores()
 
 
 class _Relay:

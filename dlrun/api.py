@@ -1,0 +1,259 @@
+"""The Python API: what the CLI's ``train``, ``cv`` and ``compare`` do, as functions returning data.
+
+    import dlrun
+
+    r = dlrun.run("configs/quickstart.yaml", out="/tmp/q", overrides=["training.epochs=20"])
+    print(r.headline)                    # the sentence `dlrun train` prints
+    r.scores                             # pandas DataFrame: one row per fold (train: one row)
+    r.history                            # pandas DataFrame: one row per epoch (and fold)
+    again = dlrun.load("/tmp/q")         # any finished run folder
+    c = dlrun.compare("outputs/a/1", "outputs/b/1")
+    print(c.verdict); c.table; c.tests
+
+Errors are the exception classes of :mod:`dlrun.errors` (the CLI maps them to exit codes).
+Nothing here prints: progress goes to a :class:`~dlrun.progress.Reporter` only when one is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dlrun.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from dlrun.executors import Executor
+    from dlrun.progress import Reporter
+    from dlrun.spec import Spec
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class RunResult:
+    """A finished run, as read from its folder.
+
+    Attributes:
+        path: The run folder.
+        summary: The content of ``summary.json``.
+        scores: ``scores.csv`` for a cv run (one row per repeat and fold); for a train run one row
+            with the held-out, ``train_`` and ``baseline_`` value of each metric.
+        history: ``history.csv``: one row per epoch (and, for cv, per repeat and fold).
+        headline: The sentence the CLI prints under its table ("" when the run has none).
+    """
+
+    path: Path
+    summary: dict[str, Any]
+    scores: pd.DataFrame
+    history: pd.DataFrame
+    headline: str
+
+    @property
+    def main_metric(self) -> str | None:
+        """The metric of the headline."""
+        m = self.summary.get("main_metric")
+        return None if m is None else str(m)
+
+    def estimate(self, metric: str | None = None) -> Any:
+        """The reported value of ``metric`` (default: the main one) as a :class:`~dlrun.summary.Estimate`."""
+        from dlrun.summary import Summary
+
+        return Summary(self.summary).estimate(metric)
+
+
+@dataclass
+class Comparison:
+    """What ``dlrun compare`` reports, as data.
+
+    Attributes:
+        metric: The metric compared.
+        table: One row per run: its estimate and interval.
+        tests: One row per comparison made (``a``, ``b``, the test's fields, ``paired``, ``reason``, ``verdict``).
+        verdict: The sentence the CLI prints (for more than two runs, the summary line).
+        details: The full result of :func:`dlrun.compare.compare`.
+    """
+
+    metric: str
+    table: pd.DataFrame
+    tests: pd.DataFrame
+    verdict: str
+    details: Any = field(default=None, repr=False)
+
+
+# ----------------------------------------------------------------------------- specs and folders
+def load_config(config: str | Path | Mapping[str, Any] | Spec, overrides: list[str] | None = None) -> Spec:
+    """A validated spec from a YAML path, a dict, or a spec, with ``--set``-style overrides applied.
+
+    Raises:
+        SpecError: The spec (with the overrides) is not valid.
+        InputError: The file cannot be read.
+    """
+    from dlrun.spec import Spec, apply_overrides, load_spec, resolved_dict, validate
+
+    sets = list(overrides or [])
+    if isinstance(config, Spec):
+        return validate(apply_overrides(resolved_dict(config), sets)) if sets else config
+    if isinstance(config, Mapping):
+        return validate(apply_overrides(dict(config), sets))
+    return load_spec(Path(config), sets)
+
+
+def run_dir_for(spec: Spec, out: str | Path | None, resume: bool, command: str | None = None) -> Path:
+    """The folder a run writes into: ``out``, or ``output_dir/name/<timestamp>``.
+
+    Args:
+        spec: The validated spec.
+        out: The folder asked for, or None.
+        resume: Continue the run in ``out``.
+        command: ``train`` or ``cv``: a spec for the other command is refused before any folder is made.
+
+    Raises:
+        InputError: ``resume`` without ``out``; ``out`` is a file, or holds a run and ``resume`` is off;
+            the spec's mode belongs to the other command.
+    """
+    from dlrun import layout, report
+
+    if command is not None:
+        from dlrun.runner import check_command
+
+        check_command(spec, command)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"--out '{out}' is a file; give a folder")
+    if resume:
+        if out is None:
+            raise InputError("--resume needs --out RUN_DIR: the run directory to continue")
+        path = Path(out)
+        path.mkdir(parents=True, exist_ok=True)  # a missing folder starts fresh, so scripts can always resume
+        return path
+    if out is not None:
+        path = Path(out)
+        if (path / layout.STATE).exists():
+            raise InputError(
+                f"--out '{path}' already holds a run; add --resume to continue it, or choose another folder"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return report.new_run_dir(spec.output_dir, spec.name)
+
+
+# ----------------------------------------------------------------------------- the three calls
+def run(
+    config: str | Path | Mapping[str, Any] | Spec,
+    *,
+    out: str | Path | None = None,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    executor: str | Executor | None = None,
+    reporter: Reporter | None = None,
+    command: str | None = None,
+    argv: list[str] | None = None,
+    smoothing: float = 0.0,
+) -> RunResult:
+    """Run a spec (``train`` or ``cv``, as its evaluation mode says) and return the finished run.
+
+    Args:
+        config: A YAML path, a dict of the spec, or a :class:`~dlrun.spec.Spec`.
+        out: The run folder (default: ``output_dir/name/<timestamp>``).
+        overrides: ``key.path=value`` strings, as ``--set``.
+        resume: Continue the run in ``out``, skipping what is finished.
+        executor: ``local``, ``ray`` or an :class:`~dlrun.executors.Executor` for cv folds
+            (default: ``runtime.executor``).
+        reporter: Where progress goes (default: nowhere).
+        command: ``train`` or ``cv`` to insist on one (the CLI does); None follows the mode.
+        argv: The command line recorded in ``env.json`` (default: this process's).
+        smoothing: Exponential smoothing of plotted curves (train).
+
+    Raises:
+        SpecError, InputError, DataError: Bad input (the CLI's exit 2).
+        RunError: Training failed (exit 1).
+        Interrupted: Ctrl-C or SIGTERM; the run can be resumed (exit 130).
+    """
+    from dlrun.locking import RunLock
+    from dlrun.runner import check_smoothing, execute, run_cv, run_train
+    from dlrun.runtime import quiet_tensorflow
+
+    spec = load_config(config, overrides)
+    if command not in (None, "train", "cv"):
+        raise InputError(f"command must be train, cv or None, got '{command}'")
+    check_smoothing(smoothing)
+    quiet_tensorflow()
+    path = run_dir_for(spec, out, resume, command)
+    if command is None:
+        outcome = execute(spec, path, reporter, argv=argv, smoothing=smoothing, executor=executor)
+    elif command == "train":
+        with RunLock(path):
+            outcome = run_train(spec, path, reporter, argv=argv, smoothing=smoothing)
+    else:
+        with RunLock(path):
+            outcome = run_cv(spec, path, reporter, argv=argv, executor=executor)
+    return load(outcome.path)
+
+
+def load(run_dir: str | Path) -> RunResult:
+    """Read a finished run folder.
+
+    Raises:
+        InputError: The folder has no ``summary.json`` (not a finished run), or it is not JSON.
+    """
+    import json
+
+    import pandas as pd
+
+    from dlrun import layout
+    from dlrun.summary import Summary
+
+    path = Path(run_dir)
+    sfile = path / layout.SUMMARY_JSON
+    if not sfile.is_file():
+        raise InputError(f"run folder must hold {layout.SUMMARY_JSON} (a finished run); '{path}' does not")
+    try:
+        summary = json.loads(sfile.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{sfile} must be valid JSON; reading it failed: {exc}") from None
+    if (path / layout.SCORES).is_file():
+        scores = pd.read_csv(path / layout.SCORES)
+    else:  # a train run: its one held-out score per metric, as one row
+        row: dict[str, Any] = {}
+        for key, prefix in (("metrics", ""), ("train_metrics", "train_")):
+            row.update({f"{prefix}{m}": v for m, v in (summary.get(key) or {}).items()})
+        row.update({f"baseline_{m}": v for m, v in ((summary.get("baseline") or {}).get("metrics") or {}).items()})
+        scores = pd.DataFrame([row]) if row else pd.DataFrame()
+    history = pd.read_csv(path / layout.HISTORY) if (path / layout.HISTORY).is_file() else pd.DataFrame()
+    return RunResult(path, summary, scores, history, Summary(summary).headline)
+
+
+def compare(*run_dirs: str | Path, metric: str | None = None, **options: Any) -> Comparison:
+    """Compare finished runs as ``dlrun compare`` does (folders or globs; the first is the reference).
+
+    Args:
+        run_dirs: Run folders, folders of runs, or glob patterns.
+        metric: The metric to compare (default: the first run's main metric).
+        options: Passed on to :func:`dlrun.compare.compare` (e.g. ``rope``, ``pairs``, ``labels``).
+
+    Raises:
+        InputError: No run matches, or a run lacks the metric.
+    """
+    import pandas as pd
+
+    from dlrun import compare as cmp
+
+    paths = cmp.expand_run_dirs([str(p) for p in run_dirs])
+    result = cmp.compare([cmp.load_run(p) for p in paths], metric, **options)
+    rows = []
+    for pw in getattr(result, "pairwise", []) or []:
+        test = pw.get("test") or {}
+        rows.append(
+            {
+                "a": pw.get("a"),
+                "b": pw.get("b"),
+                **{k: v for k, v in test.items() if not isinstance(v, (dict, list))},
+                "paired": pw.get("paired"),
+                "reason": pw.get("reason"),
+                "verdict": pw.get("verdict"),
+            }
+        )
+    verdict = str(getattr(result, "verdict", "") or (rows[0]["verdict"] if len(rows) == 1 else ""))
+    return Comparison(str(result.metric), result.table, pd.DataFrame(rows), verdict, result)
