@@ -408,7 +408,7 @@ def flip(z: np.ndarray, q: float, rng: np.random.Generator) -> np.ndarray:
     return np.where(rng.random(z.shape) < q, -z, z)
 
 
-def run(n_datasets: int, seed: int, log: Any = print) -> dict[str, Any]:
+def run(n_datasets: int, seed: int, log: Any = print, with_tests: bool = True) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     truth_models = min(TRUTH_MODELS, max(200, 5 * n_datasets))
@@ -439,7 +439,7 @@ def run(n_datasets: int, seed: int, log: Any = print) -> dict[str, Any]:
             }
             cov += coverage_rows(process, design, scores, k, r, tr)
             log(f"[{time.perf_counter() - t0:6.1f}s] {process} {design}: {n_datasets} datasets × {k * r} folds")
-            if process != "logistic" or design not in TEST_DESIGNS:
+            if not with_tests or process != "logistic" or design not in TEST_DESIGNS:
                 continue
             acc_a = scores["accuracy"]
             # null 1: the same procedure with other initial seeds, on the same splits
@@ -491,8 +491,9 @@ def run(n_datasets: int, seed: int, log: Any = print) -> dict[str, Any]:
     }
 
 
-def markdown(res: dict[str, Any]) -> str:
-    """The study's two tables, as in the README."""
+def markdown(res: dict[str, Any], compact: bool = False) -> str:
+    """The study's two tables; ``compact`` (the README's) keeps every interval of accuracy and MAE
+    and only the headline of ROC AUC and R²."""
     lines = [
         f"Coverage of the truth by each 95% interval ({res['n_datasets']} datasets of {N_ROWS} rows per row; "
         "Wilson 95% interval of the coverage in brackets):",
@@ -501,6 +502,8 @@ def markdown(res: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for c in res["coverage"]:
+        if compact and c["metric"] not in ("accuracy", "mae") and not c["interval"].startswith("headline"):
+            continue
         lines.append(
             f"| {c['process']} | {c['design']} | {c['metric']} | {c['interval']} | "
             f"{c['coverage']:.3f} ({c['cov_low']:.3f}–{c['cov_high']:.3f}) | {c['mean_width']:.4f} |"
@@ -527,10 +530,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="40 datasets per design: checks that the study runs")
     ap.add_argument("--seed", type=int, default=20261123)
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--compact", action="store_true", help="print the README's shorter coverage table")
+    ap.add_argument("--skip-tests", action="store_true", help="coverage only (no comparisons)")
+    ap.add_argument("--tables-from", type=Path, help="print the tables of a saved --out JSON instead of running")
     args = ap.parse_args()
+    if args.tables_from:
+        print(markdown(json.loads(args.tables_from.read_text()), compact=args.compact))
+        return
     n = 40 if args.quick else args.datasets
-    res = run(n, args.seed, log=lambda s: print(s, file=sys.stderr, flush=True))
-    text = markdown(res)
+    res = run(n, args.seed, log=lambda s: print(s, file=sys.stderr, flush=True), with_tests=not args.skip_tests)
+    text = markdown(res, compact=args.compact)
     print(text)
     print(f"{res['seconds']:.0f} s", file=sys.stderr)
     if args.out:

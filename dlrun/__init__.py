@@ -45,6 +45,12 @@ class _Compare:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._module(), name)
 
+    def __setattr__(self, name: str, value: Any) -> None:  # monkeypatching reaches the module
+        setattr(self._module(), name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._module(), name)
+
     def __dir__(self) -> list[str]:
         return dir(self._module())
 

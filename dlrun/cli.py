@@ -83,6 +83,8 @@ def _print_summary(summary: dict[str, Any], path: Path) -> None:
     _show(cv_summary_table(summary) if summary.get("command") == "cv" else train_summary_table(summary), 120)
     if "headline" in summary:
         out.print(summary["headline"]["text"], markup=False)
+    for warning in summary.get("warnings") or []:
+        err.print(f"warning: {warning}", markup=False)
     out.print(f"outputs: {path}", markup=False)
 
 
@@ -171,7 +173,11 @@ def sweep(
     keys = list(points[0].overrides) if points else []
     shown = [
         *keys,
-        *[c for c in (f"{main}_mean", f"{main}_ci_low", f"{main}_ci_high", "status", "duration_s") if c in table],
+        *[
+            c
+            for c in (f"{main}_mean", f"{main}_ci_low", f"{main}_ci_high", "status", "duration_s", "train_s")
+            if c in table
+        ],
     ]
     _print_frame(table, shown, f"sweep: {sweep_dir}")
     failed = int((table["status"] != "finished").sum()) if "status" in table else len(points)
@@ -209,8 +215,8 @@ def search(
         raise InputError(f"{config} has no search section: add one (see the README, `dlrun search`)")
     if sampler is not None and sampler not in ("tpe", "random", "grid"):
         raise InputError(f"--sampler must be tpe, random or grid, got '{sampler}'")
-    # runtime.executor ray: each trial's folds run as Ray jobs through run_cv's executor
-    # (TODO issue 15 item 7: whole batches of trials as Ray jobs; racing stages and refits run here)
+    # runtime.executor ray: each group of trials sharing a program (or each trial) is a Ray task;
+    # the nested-CV refits of the chosen configs run in this process
     quiet_tensorflow()
     if resume:
         if out_dir is None:
@@ -559,7 +565,9 @@ def compare(
         quiet_tensorflow()
         why = cmp.until_decided(paths, metric=metric, rope=rope, max_repeats=max_repeats, reporter=_reporter(log_every))
         out.print(why, markup=False)
-    result = cmp.compare([cmp.load_run(p) for p in paths], metric, rope=rope, pairs=pairs, labels=label)
+    from dlrun import api
+
+    result = api.compare(*paths, metric=metric, rope=rope, pairs=pairs, labels=label).details
     table = result.table.rename(columns={"std": "std (folds)", "se": "se (headline)", "label": "run name"})
     cols = [
         c
@@ -605,7 +613,8 @@ def compare(
         from dlrun.report import save_figure
 
         t = result.table
-        fig = Figure(figsize=(7, 1.2 + 0.5 * len(t)))
+        # constrained layout: long run labels and the footnote stay on the figure
+        fig = Figure(figsize=(8, 2.2 + 0.5 * len(t)), layout="constrained")
         ax = fig.add_subplot(1, 1, 1)
         if not result.forest.empty and hasattr(plots, "compare_forest"):
             f = result.forest
@@ -641,7 +650,10 @@ def compare(
     from dlrun import html_report
 
     page = html_report.write_report(
-        [str(p) for p in paths], report_file or html_report.default_compare_path(paths), result=result
+        [str(p) for p in paths],
+        report_file
+        or html_report.default_compare_path(paths, list(result.table["label"]) if "label" in result.table else None),
+        result=result,
     )
     out.print(f"report: {page}", markup=False)
 

@@ -271,6 +271,33 @@ def same_splits(a: Run, b: Run) -> tuple[bool, str]:
     return True, f"identical test rows in all {len(ia)} folds"
 
 
+def shared_repeats(a: Run, b: Run) -> list[int]:
+    """The repeats both runs have with identical folds, when one run's repeats are all among them.
+
+    Splits do not depend on how many repeats follow (:mod:`dlrun.splits`), so a 1-repeat and a
+    3-repeat run of the same data and split seed share their first repeat and can be paired on it.
+
+    Returns:
+        The shared repeat indices, or ``[]`` when the runs cannot be paired this way.
+    """
+    if a.folds is None or b.folds is None:
+        return []
+    cols = {"repeat", "fold", "test_index"}
+    if not cols <= set(a.folds.columns) or not cols <= set(b.folds.columns):
+        return []
+
+    def by_repeat(df: pd.DataFrame) -> dict[int, dict[int, tuple[str, ...]]]:
+        out: dict[int, dict[int, tuple[str, ...]]] = {}
+        for rep, fold, ti in zip(df["repeat"], df["fold"], df["test_index"], strict=True):
+            out.setdefault(int(rep), {})[int(fold)] = tuple(str(ti).split())
+        return out
+
+    ra, rb = by_repeat(a.folds), by_repeat(b.folds)
+    shared = [r for r in sorted(set(ra) & set(rb)) if ra[r] == rb[r]]
+    shorter = ra if len(ra) <= len(rb) else rb
+    return shared if shared and set(shared) == set(shorter) else []
+
+
 # --------------------------------------------------------------------------- comparison
 
 
@@ -457,6 +484,17 @@ def _test_pair(
         out["verdict"] = f"No test of {a.label} \u2212 {b.label}: {why}, and a test needs at least 2 scores per run."
         return out
     identical, why_splits = same_splits(a, b)
+    if not identical:
+        common = shared_repeats(a, b)
+        if common:
+            sa = sa[sa["repeat"].isin(common)]
+            sb = sb[sb["repeat"].isin(common)]
+            longer = a if a.folds is not None and b.folds is not None and len(a.folds) > len(b.folds) else b
+            why_splits = (
+                f"identical test rows in the {len(sa)} folds of the {len(common)} repeat(s) both runs have "
+                f"(run {longer.label!r} has more repeats; those are left out of the paired test)"
+            )
+            identical = True
     if identical:
         merged = sa.merge(sb, on=["repeat", "fold"], suffixes=("_a", "_b"))
         xa = merged[f"{metric}_a"].to_numpy(dtype=float)

@@ -504,12 +504,26 @@ def _subsample(n: int, max_rows: int | None, seed: int) -> np.ndarray | None:
 
 
 # ----------------------------------------------------------------------------- loaders
+def _looks_like_data(columns: list[Any]) -> bool:
+    """Whether header names read from a file's first row are all numbers (so the row was data)."""
+
+    def number(text: Any) -> bool:
+        try:
+            float(str(text).strip().strip("'\""))
+        except ValueError:
+            return False
+        return True
+
+    names = [c for c in columns if not str(c).startswith("Unnamed:")]
+    return bool(names) and sum(number(c) for c in names) >= max(2, len(names) - 1)
+
+
 def _read_csv(source: str, spec: DataSpec) -> pd.DataFrame:
     remote = source.startswith(("http://", "https://"))
     if not remote and not source.startswith("file://") and not Path(source).expanduser().is_file():
         raise DataError(
             f"CSV file not found: {source} (resolved to {Path(source).expanduser().resolve()}); check data.source "
-            "(relative paths are read from the current directory)"
+            "(a relative path is read from the config's folder when the file is there, else from the current folder)"
         )
     opts = spec.csv
     try:
@@ -532,6 +546,24 @@ def _read_csv(source: str, spec: DataSpec) -> pd.DataFrame:
         ) from None
 
 
+def _check_subset_classes(full: pd.DataFrame, y: pd.DataFrame, spec: DataSpec, default_target: list[str]) -> None:
+    """``max_rows`` must not drop a class: a multiclass task would silently turn binary."""
+    if y.shape[1] != 1:
+        return
+    _, y_full = _split_frame(full, spec, default_target, _source_label(spec))
+    col_full, col = y_full.iloc[:, 0], y.iloc[:, 0]
+    n_full = col_full.nunique()
+    numeric = pd.api.types.is_numeric_dtype(col_full) and not pd.api.types.is_bool_dtype(col_full)
+    if (numeric and n_full > MAX_AUTO_CLASSES) or (numeric and pd.api.types.is_float_dtype(col_full)):
+        return  # a quantity, not classes
+    lost = sorted(set(col_full.unique().tolist()) - set(col.unique().tolist()), key=str)
+    if lost:
+        raise DataError(
+            f"data.max_rows {spec.max_rows} keeps {len(col)} of {len(col_full)} rows and drops every row of class(es) "
+            f"{_some(lost)} ({n_full} classes in all); raise max_rows or remove it"
+        )
+
+
 def _load_table(spec: DataSpec) -> tuple[pd.DataFrame, list[str], str, TaskName | None]:
     """Read the whole source table: (frame, default target columns, description, registry task)."""
     kind = spec.kind
@@ -542,6 +574,18 @@ def _load_table(spec: DataSpec) -> tuple[pd.DataFrame, list[str], str, TaskName 
         return df, [entry.target], entry.description, entry.task
     if kind == "csv":
         df = _read_csv(spec.source, spec)
+        if df.empty:
+            raise DataError(
+                f"{spec.source} has no data rows (only {'a header' if df.shape[1] else 'nothing'}); "
+                "check data.source, or data.csv.header if the file's only row is data"
+            )
+        if spec.csv.header == "infer" and spec.csv.names is None and _looks_like_data(list(df.columns)):
+            shown = ", ".join(str(c) for c in list(df.columns)[:4])
+            raise DataError(
+                f"the first row of {spec.source} looks like data, not column names ({shown}, …), and data.csv.header "
+                "is 'infer', so it would be read as the header and lost; set data.csv.header: null (columns are then "
+                "numbered; name them with data.csv.names)"
+            )
         if df.shape[1] < 2:
             raise DataError(
                 f"{spec.source} was read as {df.shape[1]} column(s); a dataset needs features and a target. "
@@ -729,9 +773,12 @@ def load_dataset(spec: DataSpec, seed: int = 0) -> Dataset:
     df = df.rename(columns=str)
     raw_columns = list(df.columns)
     keep = _subsample(len(df), spec.max_rows, seed)
+    full = df
     if keep is not None:
         df = df.iloc[keep].reset_index(drop=True)
     X, y = _split_frame(df, spec, default_target, _source_label(spec))
+    if keep is not None:
+        _check_subset_classes(full, y, spec, default_target)
     # The registry's task describes the registry's target; another target must be inferred afresh.
     if registry_task is not None and list(y.columns) != default_target:
         registry_task = None
@@ -750,3 +797,56 @@ def load_dataset(spec: DataSpec, seed: int = 0) -> Dataset:
 
 def _source_label(spec: DataSpec) -> str:
     return f"'{spec.source}'"
+
+
+# ----------------------------------------------------------------------------- checks before training
+def check_usable(data: Dataset, *, impute: str = "none", loss: str | None = None, task: str | None = None) -> None:
+    """Problems with the loaded rows that would otherwise surface mid-training or silently.
+
+    Counts come from ALL rows (not a sample). Checked: missing values without ``preprocessing.impute``,
+    infinite values (named by column), and a classification loss on a regression target.
+
+    Args:
+        data: The loaded dataset.
+        impute: ``preprocessing.impute``.
+        loss: The ``compile.loss`` name, if the spec sets one.
+        task: The resolved task.
+
+    Raises:
+        DataError: Missing or infinite values.
+        SpecError: A loss that does not fit the task.
+    """
+    from dlrun.errors import SpecError
+    from dlrun.spec import CLASSIFICATION_LOSSES
+
+    if loss is not None and task == "regression" and loss in CLASSIFICATION_LOSSES:
+        raise SpecError(
+            [
+                (
+                    "compile.loss",
+                    f"'{loss}' is a classification loss, but the target {', '.join(data.target_names)} is a regression "
+                    "target (numbers); use mse, mae or huber, or set data.task if the target holds class labels",
+                )
+            ]
+        )
+    if not isinstance(data.X, pd.DataFrame):
+        return
+    numeric = data.X.select_dtypes(include="number")
+    if not numeric.empty:
+        values = numeric.to_numpy(dtype=np.float64)
+        inf = np.isinf(values).sum(axis=0)
+        if inf.any():
+            cols = [f"{c} ({int(n)} row{'s' if n != 1 else ''})" for c, n in zip(numeric.columns, inf) if n]
+            raise DataError(
+                f"infinite values (inf) in column(s) {', '.join(cols[:8])}; a network cannot learn from them: "
+                "remove or replace those values in the file, or drop the column(s) with data.drop"
+            )
+    if impute == "none":
+        counts = data.X.isna().sum()
+        bad = counts[counts > 0]
+        if len(bad):
+            listing = ", ".join(f"{c} ({int(n)} missing)" for c, n in bad.items())
+            raise DataError(
+                f"missing values (NaN) in {listing} of {data.n_rows} rows; set preprocessing.impute: median (or mean, "
+                "most_frequent) to fill them from each fold's training rows, or drop those columns with data.drop"
+            )

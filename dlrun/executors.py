@@ -139,8 +139,10 @@ def fetch(handle: Any) -> Any:
 
 
 def reason_of(exc: BaseException) -> str:
-    """One line saying why a job failed: a dlrun error's own first line, else the type and text."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
+    """One line saying why a job failed: a dlrun error's text (every problem of a spec, joined), else
+    the type and text."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = (lines[0] + " " + "; ".join(lines[1:])).strip() if lines else ""
     if isinstance(exc, DlrunError):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}".rstrip(": ")
@@ -370,9 +372,13 @@ class RayExecutor:
                     ray.cancel(ref, force=True)
 
     def _wait_one(self, refs: list[Any]) -> Any:
-        """Block until one of ``refs`` is ready (waking often, so signals are handled)."""
+        """Block until one of ``refs`` is ready, waking often: a stop signal ends the wait (and
+        ``map``'s ``finally`` cancels the tasks still out)."""
+        from dlrun.lifecycle import check_stop  # the CLI routes SIGINT/SIGTERM to a flag checked here
+
         ray = self.ray()
         while True:
+            check_stop()
             done, _ = ray.wait(refs, num_returns=1, timeout=_POLL_S)
             if done:
                 return done[0]

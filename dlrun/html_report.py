@@ -57,7 +57,10 @@ def _fmt(v: Any, digits: int = 4) -> str:
     if v is None:
         return "\u2013"
     if isinstance(v, float):
-        return "\u2013" if not math.isfinite(v) else f"{v:.{digits}f}"
+        if not math.isfinite(v):
+            return "\u2013"
+        # a learning rate of 1e-5 must not read 0.0000
+        return f"{v:.{digits}g}" if v != 0 and abs(v) < 10**-digits * 10 else f"{v:.{digits}f}"
     return str(v)
 
 
@@ -188,6 +191,24 @@ def _estimate(block: Any) -> dict[str, Any]:
     return {"mean": block}
 
 
+def _curve_units(config_text: str, task: str) -> str:
+    """What the per-epoch values are measured in when the run transformed its target (else "")."""
+    import yaml
+
+    from dlrun.progress import transformed_target_note
+
+    try:
+        config = yaml.safe_load(config_text) or {}
+    except yaml.YAMLError:
+        return ""
+    if not isinstance(config, dict):
+        return ""
+    transform = str(((config.get("preprocessing") or {}).get("target") or {}).get("transform") or "none")
+    target = (config.get("data") or {}).get("target")
+    targets = [str(t) for t in target] if isinstance(target, list) else ([str(target)] if target else [])
+    return transformed_target_note(transform, targets, task)
+
+
 # ----------------------------------------------------------------------------- a run
 def _run_context(path: Path) -> dict[str, Any]:
     summary = _read_json(path / layout.SUMMARY_JSON)
@@ -276,6 +297,12 @@ def _run_context(path: Path) -> dict[str, Any]:
         hist = _read_csv(path / layout.HISTORY)
         data_table = _frame(hist.tail(20) if hist is not None else None)
         data_title = "Last epochs of history.csv"
+    units = _curve_units(_read_text(path / layout.CONFIG), str(summary.get("task", "")))
+    if units:
+        methods.append(
+            f"Units: held-out, training and baseline scores are in the target's original units; the per-epoch "
+            f"loss and metrics of the learning curves are on the {units}, the scale training used."
+        )
     env = _read_json(path / layout.ENV) if (path / layout.ENV).is_file() else {}
     return {
         "folder": str(path),
@@ -378,6 +405,7 @@ def _sweep_context(path: Path) -> dict[str, Any]:
         "methods": methods,
         "figures": _figures(path),
         "config": config,
+        "config_title": "Resolved config of the first point (each point adds its overrides)",
         "env": env,
         "data_title": "",
         "data_table": None,
@@ -498,7 +526,8 @@ def _comparison_context(paths: Sequence[Path], metric: str | None = None, result
     methods += [f"{pw['a']} vs {pw['b']}: {pw['reason']}" for pw in result.pairwise if pw.get("reason")]
     if getattr(result, "rope_text", ""):
         methods.append(f"ROPE: {result.rope_text}")
-    headline = verdicts[0] if verdicts else f"{len(runs)} runs compared on {result.metric}"
+    # the verdict's first sentence (difference, interval, p, conclusion); the rest is under Verdicts
+    headline = verdicts[0].split(". ")[0].rstrip(".") + "." if verdicts else f"{len(runs)} runs compared"
     sections = []
     for run, label in zip(runs, labels):
         env = _read_json(run.path / layout.ENV) if (run.path / layout.ENV).is_file() else {}
@@ -534,7 +563,8 @@ def _comparison_context(paths: Sequence[Path], metric: str | None = None, result
 
 
 def _relative_report(run_dir: Path) -> str:
-    return str(Path(run_dir) / REPORT_HTML) if (Path(run_dir) / REPORT_HTML).is_file() else ""
+    page = Path(run_dir) / REPORT_HTML
+    return page.resolve().as_uri() if page.is_file() else ""
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -583,15 +613,16 @@ def render(context: dict[str, Any]) -> str:
     return env.get_template("report.html.j2").render({"links": [], "verdicts": [], **context, "version": __version__})
 
 
-def default_compare_path(paths: Sequence[str | Path]) -> Path:
+def default_compare_path(paths: Sequence[str | Path], labels: Sequence[str] | None = None) -> Path:
     """Where a comparison's page goes by default: beside the runs, named after them.
 
-    ``<common parent of the runs>/compare_<first>_vs_<second>[_and_<k>_more].html``.
+    ``<common parent of the runs>/compare_<first>_vs_<second>[_and_<k>_more].html``, with the
+    runs' labels (``dlrun compare --label``, or names made distinct) where given, else their names.
     """
     from dlrun import compare as cmp
 
     run_dirs = cmp.expand_run_dirs([str(p) for p in paths])
-    names = [cmp.load_run(p).name for p in run_dirs[:2]]
+    names = list(labels[:2]) if labels else [cmp.load_run(p).name for p in run_dirs[:2]]
     stem = "_vs_".join(re.sub(r"[^A-Za-z0-9_.+-]+", "_", n) for n in names) or "runs"
     if len(run_dirs) > 2:
         stem += f"_and_{len(run_dirs) - 2}_more"
@@ -626,7 +657,8 @@ def write_report(
     context = build_context(paths, metric, result)
     if out is None:
         if context["kind"] == "comparison":
-            out = default_compare_path(paths)
+            labels = [row[0] for row in context["summary_rows"]]
+            out = default_compare_path(paths, labels)
         else:
             out = Path(context["folder"]) / REPORT_HTML
     write_text(Path(out), render(context))

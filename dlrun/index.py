@@ -10,7 +10,7 @@ from typing import Any
 
 from dlrun import report
 from dlrun.errors import CorruptFileError, InputError
-from dlrun.layout import BATCH_CSV, SWEEP_CSV, SWEEP_STATE
+from dlrun.layout import BATCH_CSV, SEARCH_STATE, SWEEP_CSV, SWEEP_STATE, TRIALS_CSV
 from dlrun.locking import is_locked
 from dlrun.progress import fmt_duration
 from dlrun.summary import headline_block
@@ -34,14 +34,17 @@ class RunInfo:
         return s
 
 
-_NOT_RUNS = (SWEEP_STATE, SWEEP_CSV, BATCH_CSV)  # sweep and batch folders hold a lock too
+_NOT_RUNS = (SWEEP_STATE, SWEEP_CSV, BATCH_CSV, SEARCH_STATE, TRIALS_CSV)  # they hold a lock too
 
 
 def _is_run_dir(p: Path) -> bool:
     if (p / report.STATE).exists():
         return True
-    # a run killed during start-up by an older dlrun: a lock (and folds.csv) but no state yet
-    return (p / report.LOCK).exists() and not any((p / n).exists() for n in _NOT_RUNS)
+    # a run killed during start-up by an older dlrun: a lock and folds.csv or config.yaml, no state;
+    # sweep, batch and search folders hold a lock of their own but are not runs
+    if not (p / report.LOCK).exists() or any((p / n).exists() for n in _NOT_RUNS):
+        return False
+    return (p / report.FOLDS).exists() or (p / report.CONFIG).exists()
 
 
 def find_runs(root: Path) -> list[RunInfo]:

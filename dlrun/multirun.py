@@ -248,8 +248,10 @@ def run_spec_jobs(
             lock.__exit__(None, None, None)
 
     def mark(job: SpecJob, placeholder: dict[str, Any], status: str, error: str) -> None:
+        if executor.in_process:
+            return  # a run in this process marks its own folder (and a folder it could not lock is not ours)
         if state_of(job.path).get("status") not in (None, "running"):
-            return  # the run's own state says how it ended
+            return  # the worker's own state came back and says how it ended
         writer = report.RunWriter(job.path)
         writer.write_state({**placeholder, "status": status, "error": error, "ended": report.now_iso()})
         writer.append_progress({"event": status, "error": error})

@@ -81,9 +81,9 @@ def footnote(ax: Axes, text: str) -> None:
             _, ncols, start, _ = spec.get_geometry()
             x0 = (start % ncols) / ncols + 0.01
             width_in /= ncols
-    # about 16 characters of x-small type per inch
+    # about 16 characters of x-small type per inch; a margin for wide letters
     ax.annotate(
-        _wrap(text, max(40, int(width_in * 16) - 4)),
+        _wrap(text, max(40, int(width_in * 15) - 6)),
         xy=(x0, 0.0),
         xycoords=("figure fraction", ax.xaxis.label),
         xytext=(0, -4),
@@ -289,6 +289,14 @@ def learning_curve(
     footnote(ax, " ".join(notes))
 
 
+def _interval_of(block: Mapping[str, Any]) -> tuple[Any, Any]:
+    """A summary block's interval, whatever it is named (``ci_``, ``naive_``, ``precision_``)."""
+    for prefix in ("ci", "naive", "precision"):
+        if block.get(f"{prefix}_low") is not None:
+            return block.get(f"{prefix}_low"), block.get(f"{prefix}_high")
+    return None, None
+
+
 def _pick_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     """Accept a describe-style dict or a summarize_metric dict (use its headline)."""
     if "headline" in summary and isinstance(summary.get(str(summary["headline"])), dict):
@@ -341,7 +349,7 @@ def score_distribution(
     ax.scatter(x, rng.uniform(-0.17, 0.17, x.size), s=18, color=TRAIN_COLOR, alpha=0.75, zorder=3, label="one score")
     conf = s.get("confidence")
     pct = f"{100 * float(conf):g}% " if conf is not None else ""
-    lo, hi = s.get("ci_low"), s.get("ci_high")
+    lo, hi = _interval_of(s)
     if lo is not None and hi is not None and math.isfinite(float(lo)) and math.isfinite(float(hi)):
         ax.axvspan(float(lo), float(hi), color="0.5", alpha=0.12, linewidth=0)
         ax.axvline(
@@ -422,11 +430,10 @@ def running_mean(
         ax.fill_between(n, lo, hi, where=ok, color=TRAIN_COLOR, alpha=0.2, label="t interval over those k repeat means")
     if headline is not None and headline.get("mean") is not None:
         ax.axhline(float(headline["mean"]), color=ESTIMATE_COLOR, linewidth=1.2, label="headline estimate")
-        if headline.get("ci_low") is not None and headline.get("ci_high") is not None:
-            ax.axhline(
-                float(headline["ci_low"]), color=ESTIMATE_COLOR, linestyle="--", linewidth=1, label="headline interval"
-            )
-            ax.axhline(float(headline["ci_high"]), color=ESTIMATE_COLOR, linestyle="--", linewidth=1)
+        h_lo, h_hi = _interval_of(headline)
+        if h_lo is not None and h_hi is not None:
+            ax.axhline(float(h_lo), color=ESTIMATE_COLOR, linestyle="--", linewidth=1, label="headline interval")
+            ax.axhline(float(h_hi), color=ESTIMATE_COLOR, linestyle="--", linewidth=1)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("repeats")
     ax.set_ylabel(f"mean {metric}")

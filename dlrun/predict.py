@@ -98,10 +98,10 @@ def read_rows(path: Path, meta: dict[str, Any], csv_opts: dict[str, Any]) -> pd.
         df.columns = features
     else:
         expect = f"{len(raw)} columns (training layout) or " if raw else ""
-        raise DataError(f"input CSV must have {expect}{len(features)} feature columns, got {df.shape[1]} columns")
+        raise DataError(f"{path} must be a CSV with {expect}{len(features)} feature columns, got {df.shape[1]} columns")
     missing = [c for c in features if c not in df.columns]
     if missing:
-        raise DataError(f"input CSV lacks feature columns: {', '.join(missing[:8])}")
+        raise DataError(f"{path} lacks feature columns: {', '.join(missing[:8])}")
     out = df[features]
     numeric = set(meta.get("numeric_columns") or features)
     for c in features:

@@ -277,7 +277,7 @@ class RichReporter:
     """
 
     def __init__(self, console: Any) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = console
         self.progress = Progress(
@@ -285,8 +285,8 @@ class RichReporter:
             BarColumn(),
             TextColumn("{task.percentage:>5.1f}%"),
             TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
+            # our own ETA, not rich's: rich's would count the compiling first epoch
+            TextColumn("eta {task.fields[eta]}"),
             TextColumn("{task.fields[info]}"),
             console=console,
             transient=False,
@@ -302,7 +302,9 @@ class RichReporter:
         self.run = run
         self.clock.start(total_models, epochs, done_models)
         self.progress.start()
-        self.task = self.progress.add_task(run, total=total_models * epochs, completed=done_models * epochs, info="")
+        self.task = self.progress.add_task(
+            run, total=total_models * epochs, completed=done_models * epochs, info="", eta=fmt_eta(None)
+        )
 
     def epoch(self, event: EpochEvent) -> None:
         self.clock.models_in_flight = len(event.keys)
@@ -311,15 +313,21 @@ class RichReporter:
         who = _who(event.keys, self.clock.total)
         who = f"{who} " if who else ""
         done = self.clock.fraction() * self.clock.total * self.clock.epochs
-        eta = "" if self.clock.eta() is not None else " (eta estimating\u2026)"
         self.progress.update(
-            self.task, completed=done, info=f"{who}epoch {event.epoch}/{event.epochs} {fmt_logs(event.logs, 3)}{eta}"
+            self.task,
+            completed=done,
+            info=f"{who}epoch {event.epoch}/{event.epochs} {fmt_logs(event.logs, 3)}",
+            eta=fmt_eta(self.clock.eta()),
         )
 
     def model_done(self, key: tuple[int, int], scores: dict[str, float], seconds: float) -> None:
         self.clock.done_models += 1
         self.clock.epoch_now = 0
-        self.progress.update(self.task, completed=self.clock.fraction() * self.clock.total * self.clock.epochs)
+        self.progress.update(
+            self.task,
+            completed=self.clock.fraction() * self.clock.total * self.clock.epochs,
+            eta=fmt_eta(self.clock.eta()),
+        )
 
     def finish(self) -> None:
         if self.task is not None:

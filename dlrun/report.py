@@ -337,7 +337,7 @@ def decode_part(d: dict[str, Any]) -> dict[str, Any]:
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """Arrays as NPZ bytes (no object arrays: they would need pickle)."""
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
     return buf.getvalue()
 
 

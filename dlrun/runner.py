@@ -79,12 +79,25 @@ def prepare(spec: Spec, reporter: Reporter | None = None, data: Dataset | None =
         classes = np.unique(labels)
     metrics = spec.evaluation.metrics or default_eval_metrics(task)
     check_metrics(metrics, task)
-    if getattr(spec.evaluation, "test_rows", "split") == "source" and data.test_rows is not None:
-        from dlrun.splits import source_test_fold
+    from dlrun.datasets import check_usable
 
-        folds = [source_test_fold(spec.evaluation, len(data.y), data.test_rows, labels, task, spec.seed)]
-    else:
-        folds = make_folds(spec.evaluation, len(data.y), labels, task, spec.seed)
+    loss = spec.compile.loss_entry
+    check_usable(data, impute=spec.preprocessing.impute, loss=loss[0] if loss else None, task=task)
+    try:
+        if getattr(spec.evaluation, "test_rows", "split") == "source" and data.test_rows is not None:
+            from dlrun.splits import source_test_fold
+
+            folds = [source_test_fold(spec.evaluation, len(data.y), data.test_rows, labels, task, spec.seed)]
+        else:
+            folds = make_folds(spec.evaluation, len(data.y), labels, task, spec.seed)
+    except ValueError as exc:  # scikit-learn's splitters: too few rows for the classes or folds asked
+        ev = spec.evaluation
+        field = "evaluation.folds" if ev.mode in ("kfold", "repeated_kfold") else "evaluation.test_size"
+        value = ev.folds if field == "evaluation.folds" else ev.test_size
+        raise SpecError(
+            [(field, f"{value} does not fit {len(data.y)} rows: {' '.join(str(exc).split())}; change it, or set "
+              "evaluation.stratify: false")]
+        ) from None
     prep = Prepared(spec, data, task, classes, folds, list(metrics))
     probe = Preprocessor(spec.preprocessing, task).fit(
         _take(data.X, folds[0].train[:50]), data.y.iloc[folds[0].train[:50]], classes=classes
@@ -388,7 +401,7 @@ def _starting(spec: Spec, writer: report.RunWriter, command: str, argv: list[str
         "epochs": spec.training.epochs,
         "resume_command": lifecycle.resume_command(argv, writer.path, command),
     }
-    if (old or {}).get("engine"):
+    if old and old.get("engine"):
         state["engine"] = old["engine"]  # which engine trained the saved folds: resume keeps it
     writer.write_state(state)
     return {**state, "previous": old or {}}
@@ -562,7 +575,7 @@ def run_cv(
                 fit = FitChunk(spec, prep.task, prep.input_shape, prep.n_outputs, engine_name)
                 if runner.in_process:
                     fit.engine = choose_engine(prep, NullReporter(), previous=engine_name)
-                    fit.on_epoch = _stopping_relay(reporter)
+                    fit.on_epoch = _stopping_relay(reporter, writer)
                 state["engine"] = engine_name
                 reporter.start(spec.name, len(prep.folds), spec.training.epochs, done_models=len(parts))
                 state["finished_models"] = len(parts)
@@ -688,11 +701,22 @@ class ChunkCommitter:
             del self.staged[i]
 
 
-def _stopping_relay(reporter: Reporter) -> Any:
-    """The engines' per-epoch callback: progress, then a safe point for stop signals."""
+def _stopping_relay(reporter: Reporter, writer: report.RunWriter | None = None) -> Any:
+    """The engines' per-epoch callback: progress, then a safe point for stop signals.
+
+    With ``writer``, an ``epoch`` event goes to ``progress.jsonl`` at most once a second, so
+    ``dlrun status`` can show the epoch and an ETA while a chunk of models trains.
+    """
+    last = [0.0]
 
     def on_epoch(event: Any) -> None:
         reporter.epoch(event)
+        now = time.monotonic()
+        if writer is not None and (now - last[0] >= 1.0 or event.epoch == event.epochs):
+            last[0] = now
+            writer.append_progress(
+                {"event": "epoch", "epoch": event.epoch, "epochs": event.epochs, "models": len(event.keys)}
+            )
         lifecycle.check_stop()
 
     return on_epoch
@@ -873,7 +897,7 @@ def _train_folds(
     """
     from dlrun.executors import chunk_size
 
-    batched = bool(fit.engine.batched) if fit.engine is not None else True
+    batched = bool(getattr(fit.engine, "batched", True)) if fit.engine is not None else True
     if runner.in_process:
         size = len(folds) if batched else 1
     else:
@@ -912,6 +936,49 @@ def _train_folds(
             for fold in lost:
                 pres.pop(fold.key, None)
                 yield fold, None, out.reason
+
+
+def divergence_warning(spec: Spec, history: pd.DataFrame) -> str | None:
+    """A warning when the training loss exploded but stayed finite (a NaN loss fails the run instead).
+
+    The loss of some model grew more than 100-fold over its first epoch's value (and above 10):
+    the scores are then no better than chance, and the usual cause is the learning rate.
+
+    Args:
+        spec: The run's spec (for the learning rate it names).
+        history: Long format with ``repeat``, ``fold``, ``epoch`` and ``loss`` columns.
+    """
+    if "loss" not in history or history.empty:
+        return None
+    bad, worst = 0, 0.0
+    first_seen = 0.0
+    for _, h in history.groupby(["repeat", "fold"], sort=False):
+        loss = h["loss"].to_numpy(dtype=float)
+        loss = loss[np.isfinite(loss)]
+        if len(loss) < 2:
+            continue
+        top = float(loss.max())
+        if top > 10 and top > 100 * max(float(loss[0]), 1e-12):
+            bad += 1
+            if top > worst:
+                worst, first_seen = top, float(loss[0])
+    if not bad:
+        return None
+    name, args = spec.compile.optimizer_entry
+    lr = args.get("learning_rate", "the default")
+    models = f"{bad} of {history.groupby(['repeat', 'fold']).ngroups} models" if "fold" in history else "the model"
+    return (
+        f"the training loss exploded in {models} (from {first_seen:.3g} to {worst:.3g}) with {name} learning_rate "
+        f"{lr}: the scores are unreliable; lower compile.optimizer's learning_rate or add clipnorm"
+    )
+
+
+def _add_divergence_warning(prep: Prepared, summary: dict[str, Any], history: pd.DataFrame) -> None:
+    warning = divergence_warning(prep.spec, history)
+    if warning:
+        summary.setdefault("warnings", []).append(warning)
+        if isinstance(summary.get("headline"), dict):
+            summary["headline"]["text"] = f"{summary['headline']['text']} (WARNING: the loss exploded; see warnings)"
 
 
 def check_finite(result: FitResult) -> None:
@@ -1001,6 +1068,7 @@ def assemble_cv(
         )
         summary["train_metrics"][m] = stats.describe(scores[f"train_{m}"].to_numpy(), ev.confidence)
     summary["headline"] = headline(summary["metrics"][prep.main_metric], prep.main_metric)
+    _add_divergence_warning(prep, summary, history)
     writer.write_summary(summary, summary_markdown(summary))
     _cv_plots(prep, writer, scores, history, summary)
     return summary
@@ -1097,7 +1165,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             "interval treats folds as independent and is too narrow; the *repeats* interval is the precision of "
             "the cross-validation estimate for this dataset (how much it moves with another split).",
             "- Intervals of bounded metrics are built on a scale that keeps them inside the metric's range "
-            "(logit for scores in [0, 1], log(1 − R²) for R², log for errors).",
+            "(logit for scores in [0, 1], log for errors; R² is capped at 1).",
         ]
         lines += ["", f"No-skill baseline: {summary['baseline']['model']} on the same folds.", ""]
         lines += [f"| metric | mean | {conf}% CI low | {conf}% CI high |", "|---|---|---|---|"]
@@ -1346,6 +1414,7 @@ def _write_train(
             f"(no-skill baseline {row.get('baseline_' + prep.main_metric):.4f}); "
             "one run: no interval — use `dlrun cv` for one",
         }
+    _add_divergence_warning(prep, summary, history.assign(repeat=0, fold=0))
     writer.write_summary(summary, summary_markdown(summary))
     name, units = spec.name, _curve_units(prep)
     for m in _history_metrics(history.assign(repeat=0, fold=0)):

@@ -122,6 +122,9 @@ def setup(rt: RuntimeSpec) -> dict[str, Any]:
         gpus = _jax_devices(rt)
     import keras
 
+    from dlrun.engines.keras_compat import hide_tensorflow
+
+    hide_tensorflow()
     if rt.device == "gpu" and not gpus:
         raise InputError(
             f"runtime.device is 'gpu' but {backend} sees no GPU on this machine; "

@@ -6,15 +6,14 @@ files as a ``dlrun cv`` run). The study lives in ``optuna.journal`` in the searc
 append-only Optuna journal (``JournalFileBackend``): every ask, report and tell is one appended,
 flushed record under a file lock, so a killed search loses nothing it had told, and ``--resume``
 continues with the next trial. A trial that was asked but not told when the process died is
-marked failed in the study and asked again with the same values; its finished folds are carried
-over, so no fold is trained twice.
+marked failed in the study and asked again with the same values, keeping its finished folds.
 
-Trials are asked in batches (``search.batch``) and their folds trained by :func:`train_trials`,
-which groups trials by model shape; one shape group becomes one stacked program when the engine
-trains several specs differing only in per-model hyperparameters at once, and otherwise each
-trial's folds are one engine call. Racing (``search.racing``) trains the folds in stages and
-stops a trial whose score so far is worse than the current best's, on the same folds, by the
-Nadeau–Bengio corrected paired interval.
+Trials are asked in batches (``search.batch``) and their folds trained by :func:`train_trials`:
+trials that differ only in per-model hyperparameters (the stacked engine's ``shared_groups``)
+train with all their folds in one engine call (``fit_shared``), any other trial in one engine
+call of its own; these jobs run on the spec's executor (here, or as Ray tasks). Racing
+(``search.racing``) trains the folds in stages and stops a trial whose score so far is worse
+than the current best's, on the same folds, by the Nadeau–Bengio corrected paired interval.
 
 Nested cross-validation (``evaluation.outer``) runs the whole search inside each outer training
 part, refits the chosen config on that part and scores it on the outer test part.
@@ -40,7 +39,7 @@ import yaml
 
 from dlrun import report, stats
 from dlrun.datasets import Dataset
-from dlrun.errors import DlrunError, InputError, Interrupted, SpecError
+from dlrun.errors import DlrunError, InputError, Interrupted, RunError, SpecError
 
 # File names are decided in dlrun.layout.
 from dlrun.layout import (
@@ -51,7 +50,6 @@ from dlrun.layout import (
     NESTED_MD,
     SEARCH_MD,
     SEARCH_STATE,
-    SUMMARY_JSON,
     TOP_CSV,
     TRIALS_CSV,
     TRIALS_DIR,
@@ -86,7 +84,6 @@ class TrialWork:
     prep: Prepared
     path: Path
     trial: Any = None
-    summary: dict[str, Any] | None = None
 
 
 @dataclass
@@ -154,18 +151,26 @@ def shape_key(spec: Spec) -> str:
     return json.dumps(d, sort_keys=True)
 
 
-def _multi_spec_trainer() -> Callable[..., Any] | None:
-    """The engine's trainer of several specs at once (issue 11), when it has one.
+def _shared_api() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    """The stacked engine's ``(shared_groups, fit_shared)`` (issue 11), or None where it has none.
 
-    Expected shape: ``fit_specs(specs, task, input_shape, n_outputs, jobs_per_spec, on_epoch)``
-    yielding ``(spec_index, FitResult)``. Absent today: every trial is then its own program.
+    ``shared_groups(specs)`` groups specs that differ only in per-model scalars (optimizer
+    scalars, regularization factors); ``fit_shared(specs, jobs, task, input_shape, n_outputs,
+    on_epoch)`` trains every job under every spec of one group in one engine call and yields
+    ``(spec index, FitResult)``.
     """
     try:
         from dlrun.engines import stacked
     except ImportError:
         return None
-    fn = getattr(stacked, "fit_specs", None)
-    return fn if callable(fn) else None
+    groups, fit = getattr(stacked, "shared_groups", None), getattr(stacked, "fit_shared", None)
+    return (groups, fit) if callable(groups) and callable(fit) else None
+
+
+def _multi_spec_trainer() -> Callable[..., Any] | None:
+    """``fit_shared`` when the engine has it (see :func:`_shared_api`)."""
+    api = _shared_api()
+    return api[1] if api else None
 
 
 def _parts_of(path: Path) -> dict[tuple[int, int], dict[str, Any]]:
@@ -181,46 +186,147 @@ def train_trials(
 ) -> dict[int, str]:
     """Train ``folds`` of every trial in ``works``, saving each finished fold as a part in its folder.
 
-    Trials are grouped by :func:`shape_key`; a group is one stacked program when the engine can
-    train specs differing in per-model hyperparameters together (:func:`_multi_spec_trainer`).
-    Otherwise a trial asked for all its folds is the config's own ``run_cv`` (on the spec's
-    executor, so ``runtime.executor: ray`` spreads its folds over the cluster; it also writes the
-    trial's files, kept in ``TrialWork.summary``), and a racing stage trains its folds through
-    the engine here.
+    Trials are grouped by the stacked engine's ``shared_groups`` (else by :func:`shape_key`):
+    a group of trials differing only in per-model hyperparameters is one job trained by
+    ``fit_shared`` in one engine call; any other trial is one job of its own engine over its
+    folds. Jobs run on the spec's executor (``runtime.executor``): here, one after another, or as
+    Ray tasks side by side; this process preprocesses, scores and writes every fold.
 
     Returns:
-        ``{trial number: error}`` for trials that failed (a diverged loss, say); the others trained.
+        ``{trial number: error}`` for trials that failed (a diverged loss, a dead worker); the
+        others have every fold of ``folds`` saved.
     """
-    groups: dict[str, list[TrialWork]] = {}
-    for w in works:
-        groups.setdefault(shape_key(w.spec), []).append(w)
+    from dlrun.executors import Resources, make_executor
+    from dlrun.runner import check_finite, make_job, score_fold
+
+    if not works:
+        return {}
+    api = _shared_api()
+    if api is not None:
+        groups = [[works[i] for i in g] for g in api[0]([w.spec for w in works])]
+    else:
+        by_key: dict[str, list[TrialWork]] = {}
+        for w in works:
+            by_key.setdefault(shape_key(w.spec), []).append(w)
+        groups = list(by_key.values())
+    jobs: list[_TrialsJob] = []
+    pres: dict[tuple[int, tuple[int, int]], Any] = {}
+    by_key_fold = {f.key: f for f in folds}
     errors: dict[int, str] = {}
-    multi = _multi_spec_trainer()
-    for group in groups.values():
-        if multi is not None and len(group) > 1:
-            errors.update(_train_group_stacked(multi, group, folds, reporter, programs))
-            continue
-        for w in group:
-            done = _parts_of(w.path)
-            pending = [f for f in folds if f.key not in done]
+    for group in groups:
+        shared = api is not None and len(group) > 1 and _engine_of(group[0]) == "stacked"
+        for members in [group] if shared else [[w] for w in group]:
+            done = [_parts_of(w.path) for w in members]
+            pending = [f for f in folds if any(f.key not in d for d in done)]
             if not pending:
                 continue
+            first = members[0]
             try:
-                if len(folds) == len(w.prep.folds):
-                    w.summary = run_cv(w.spec, w.path, NullReporter(), argv=argv, prep=w.prep).summary
-                    engine_name = str(w.summary.get("engine", ""))
-                else:
-                    engine_name = _train_stage(w, pending, reporter)
-                programs.add(len(pending), _n_programs(w, engine_name, pending))
-            except (KeyboardInterrupt, Interrupted):
-                raise
+                engine = "shared" if shared else _engine_of(first)
+                fit_jobs = []
+                for f in pending:
+                    job, pre = make_job(first.prep, f)
+                    fit_jobs.append(job)
+                    for w in members:  # one preprocessing for the group: the trials share it
+                        pres[(w.number, f.key)] = pre
             except DlrunError as exc:
-                errors[w.number] = " ".join(str(exc).split())
+                errors.update({w.number: " ".join(str(exc).split()) for w in members})
+                continue
+            jobs.append(_TrialsJob([w.spec for w in members], [w.number for w in members], fit_jobs, engine))
+            programs.add(len(pending) * len(members), 1 if shared else _n_programs(first, engine, pending))
+    by_number = {w.number: w for w in works}
+    runtime = works[0].spec.runtime
+    executor = make_executor(None, runtime)
+    slots = executor.slots(Resources.of(runtime))
+    first = works[0]
+    fn = _TrialsFit(first.prep.task, first.prep.input_shape, first.prep.n_outputs)
+    if executor.in_process:
+        fn.on_epoch = reporter.epoch
+    saved = {w.number: set(_parts_of(w.path)) for w in works}
+    for outcome in executor.map(fn, jobs, window=2 * slots):
+        done_job: _TrialsJob = outcome.job
+        if not outcome.ok or outcome.value is None:
+            errors.update({n: outcome.reason for n in done_job.numbers if n not in errors})
+            continue
+        i, result = outcome.value
+        number = done_job.numbers[i]
+        w = by_number[number]
+        key = (result.repeat, result.fold)
+        if number in errors or key in saved[number]:
+            continue
+        try:
+            check_finite(result)
+        except DlrunError as exc:
+            errors[number] = " ".join(str(exc).split())
+            continue
+        part = score_fold(w.prep, by_key_fold[key], pres.pop((number, key)), result)
+        report.RunWriter(w.path).write_part(key[0], key[1], part)
+        saved[number].add(key)
     return errors
 
 
+@dataclass
+class _TrialsJob:
+    """One executor job: the pending folds of one trial, or of a group of trials sharing a program.
+
+    Attributes:
+        specs: The trials' specs (one, or a ``shared_groups`` group).
+        numbers: Their trial numbers, in the same order.
+        jobs: The folds, preprocessed once (the group's trials share the preprocessing).
+        engine: ``shared`` (``fit_shared``) or the engine that trains the single trial.
+    """
+
+    specs: list[Spec]
+    numbers: list[int]
+    jobs: list[Any]
+    engine: str
+
+
+@dataclass
+class _TrialsFit:
+    """Train a :class:`_TrialsJob` where the executor runs it; yields ``(index in job.specs, FitResult)``.
+
+    Picklable for Ray without its progress callback; in a worker it sets the runtime up first.
+    """
+
+    task: str
+    input_shape: tuple[int, ...]
+    n_outputs: int
+    on_epoch: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "on_epoch": None}
+
+    def __call__(self, job: _TrialsJob) -> Iterator[tuple[int, Any]]:
+        from dlrun.runtime import quiet_tensorflow, setup
+
+        quiet_tensorflow()
+        setup(job.specs[0].runtime)  # once per process (a no-op here, where the driver did it)
+        if job.engine == "shared":
+            from dlrun.engines.stacked import fit_shared
+
+            results: Iterator[tuple[int, Any]] = fit_shared(
+                job.specs, job.jobs, self.task, self.input_shape, self.n_outputs, self.on_epoch
+            )
+        else:
+            from dlrun.engines.base import make_engine
+
+            engine = make_engine(job.engine, job.specs[0], self.task, self.input_shape, self.n_outputs)
+            results = ((0, r) for r in engine.fit(job.jobs, self.on_epoch))
+        for i, result in results:
+            result.model = None  # models do not travel; the scores and predictions do
+            yield i, result
+
+
+def _engine_of(w: TrialWork) -> str:
+    """The engine ``runtime.engine`` picks for a trial (``stacked`` whenever it can)."""
+    from dlrun.runner import choose_engine_name
+
+    return choose_engine_name(w.prep, NullReporter())
+
+
 def _n_programs(w: TrialWork, engine_name: str, folds: list[Fold]) -> int:
-    """How many programs an engine call on ``folds`` ran: memory chunks (stacked) or one per fold."""
+    """How many programs an engine call on ``folds`` runs: memory chunks (stacked) or one per fold."""
     if engine_name != "stacked":
         return len(folds)
     try:
@@ -231,16 +337,6 @@ def _n_programs(w: TrialWork, engine_name: str, folds: list[Fold]) -> int:
     except Exception:  # an engine without a memory estimate: one program per call
         return 1
     return math.ceil(len(folds) / max(1, per))
-
-
-def _train_stage(w: TrialWork, folds: list[Fold], reporter: Reporter) -> str:
-    """Train some folds of one trial (a racing stage) and save each as a part; returns the engine's name."""
-    writer = report.RunWriter(w.path)
-    names = [""]
-    for key, part, name in fit_folds(w.prep, folds, reporter):
-        writer.write_part(key[0], key[1], part)
-        names.append(name)
-    return names[-1]
 
 
 def fit_folds(prep: Prepared, folds: list[Fold], reporter: Reporter) -> Iterator[tuple[tuple[int, int], dict, str]]:
@@ -282,51 +378,6 @@ def _probe_jobs(prep: Prepared, folds: list[Fold]) -> list[Any]:
     ]
 
 
-def _train_group_stacked(
-    multi: Callable[..., Any],
-    group: list[TrialWork],
-    folds: list[Fold],
-    reporter: Reporter,
-    programs: Programs,
-) -> dict[int, str]:
-    """All pending folds of all trials of one shape group as one call of the engine's multi-spec trainer."""
-    from dlrun.runner import check_finite, make_job, score_fold
-
-    jobs_per: list[list[Any]] = []
-    pres: list[dict[tuple[int, int], Any]] = []
-    for w in group:
-        done = _parts_of(w.path)
-        jobs, pre = [], {}
-        for f in folds:
-            if f.key in done:
-                continue
-            job, p = make_job(w.prep, f)
-            jobs.append(job)
-            pre[f.key] = p
-        jobs_per.append(jobs)
-        pres.append(pre)
-    programs.add(sum(len(j) for j in jobs_per), 1)
-    by_key = {f.key: f for f in folds}
-    errors: dict[int, str] = {}
-    first = group[0]
-    results = multi(
-        [w.spec for w in group], first.prep.task, first.prep.input_shape, first.prep.n_outputs, jobs_per, reporter.epoch
-    )
-    for i, result in results:
-        w = group[i]
-        if w.number in errors:
-            continue
-        try:
-            check_finite(result)
-        except DlrunError as exc:
-            errors[w.number] = " ".join(str(exc).split())
-            continue
-        key = (result.repeat, result.fold)
-        part = score_fold(w.prep, by_key[key], pres[i].pop(key), result)
-        report.RunWriter(w.path).write_part(key[0], key[1], part)
-    return errors
-
-
 # ----------------------------------------------------------------------------- the search
 @dataclass
 class SearchOutcome:
@@ -337,7 +388,7 @@ class SearchOutcome:
         table: ``trials.csv``.
         best: The best trial's row (None if no trial completed).
         best_raw: The best trial's spec, ready to run, as a raw mapping.
-        summary: The content of ``search.json``.
+        summary: The summary part of ``search.json``.
     """
 
     path: Path
@@ -372,6 +423,7 @@ def _open_study(search_dir: Path, settings: SearchSpec, params: list[Param], see
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _repair_journal(search_dir / JOURNAL)
     storage = JournalStorage(JournalFileBackend(str(search_dir / JOURNAL)))
     study = optuna.create_study(
         storage=storage,
@@ -385,6 +437,22 @@ def _open_study(search_dir: Path, settings: SearchSpec, params: list[Param], see
         # a resumed search must not replay the random draws of its first session: a seed of its own
         study.sampler = _sampler(settings, params, int(np.random.SeedSequence([seed, n]).generate_state(1)[0]))
     return study
+
+
+def _repair_journal(path: Path) -> None:
+    """Undo what a process killed inside an append may leave (the caller holds the search's lock).
+
+    Optuna skips a last line without its newline, but the next append would glue onto it and make
+    the journal unreadable: cut the fragment. Its lock file, left by a killed holder, would make
+    Optuna wait out its 30-second grace period: remove it.
+    """
+    Path(f"{path}.lock").unlink(missing_ok=True)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        if not data.endswith(b"\n"):
+            fh.truncate(data.rfind(b"\n") + 1)
 
 
 def _trial_dir(search_dir: Path, number: int) -> Path:
@@ -507,6 +575,10 @@ def run_search(
     models_trained = int(previous.get("models_trained", 0))
 
     _recover(study, search_dir, metric, reporter)
+    if settings.batch is None:
+        from dlrun.runtime import setup
+
+        setup(base.runtime)  # the backend, before the engine's memory estimate imports Keras
     default_batch = settings.batch or _default_batch(base, prep0, n_trials)
     t_start = time.perf_counter()
 
@@ -585,9 +657,10 @@ def run_search(
                         stopped[w.number] = why
                         live.remove(w)
                         done_folds = [f for st in stages[: s + 1] for f in st]
-                        _finish(w, done_folds, argv)
+                        # recorded first: a search killed before the tell below knows this trial was stopped
                         w.trial.set_user_attr("stopped", why)
                         w.trial.set_user_attr("folds_run", len(done_folds))
+                        _finish(w, done_folds, argv)
                         _tell(study, w.trial, state=TrialState.PRUNED)
                         reporter.note(f"trial {w.number}: stopped: {why}")
             for w in live:
@@ -601,7 +674,9 @@ def run_search(
     except (KeyboardInterrupt, Interrupted):
         save_state("interrupted")
         _write_trials_table(study, search_dir, metric, params)
-        raise Interrupted(f"search interrupted; resume with: dlrun search CONFIG --resume --out {search_dir}") from None
+        raise Interrupted(
+            f"search interrupted; resume with: dlrun search {source or 'CONFIG'} --resume --out {search_dir}"
+        ) from None
     save_state("finished")
     return _write_outputs(
         study,
@@ -638,7 +713,13 @@ def _fmt(v: Any) -> str:
 
 
 def _default_batch(base: Spec, prep: Prepared, n_trials: int) -> int:
-    """As many trials as fit the memory budget with all their folds (stacked engine), at most 8."""
+    """As many trials as fit the memory budget with all their folds (stacked engine), at most 8.
+
+    One when the engine cannot train several trials in one program: batching would then only
+    make the sampler less adaptive (it proposes a batch before hearing back from any of it).
+    """
+    if _multi_spec_trainer() is None:
+        return 1
     try:
         from dlrun.engines.stacked import StackedEngine, unsupported_reason
 
@@ -657,12 +738,14 @@ def _check_same_search(search_dir: Path, space: dict[str, Any], prep: Prepared) 
     if not path.exists():
         return
     old = report.read_json(path)
-    old_space = {k: v for k, v in (old.get("space") or {}).items() if k not in ("trials", "batch", "racing")}
-    new_space = {k: v for k, v in space.items() if k not in ("trials", "batch", "racing")}
+    free = ("trials", "batch", "racing", "racing_stages", "sampler", "seed", "top")  # how, not what, is searched
+    old_space = {k: v for k, v in (old.get("space") or {}).items() if k not in free}
+    new_space = {k: v for k, v in space.items() if k not in free}
     if json.dumps(old_space, sort_keys=True, default=str) != json.dumps(new_space, sort_keys=True, default=str):
         raise InputError(
             f"{search_dir} holds a search with another search section; resume it with the same config "
-            "(only search.trials, search.batch and search.racing may change) or choose another --out"
+            "(the parameters and direction must match; trials, sampler, batch and racing may change) "
+            "or choose another --out"
         )
 
 
@@ -678,6 +761,9 @@ def _recover(study: Any, search_dir: Path, metric: str, reporter: Reporter) -> N
     from optuna.trial import TrialState
 
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("stopped"):
+            _tell(study, t.number, state=TrialState.PRUNED)
+            continue
         path = _trial_dir(search_dir, t.number)
         state = report.read_json(path / report.STATE) if (path / report.STATE).exists() else {}
         summary_path = path / report.SUMMARY_JSON
@@ -696,8 +782,6 @@ def _recover(study: Any, search_dir: Path, metric: str, reporter: Reporter) -> N
 def _finish(w: TrialWork, folds: list[Fold], argv: list[str] | None) -> dict[str, Any]:
     """Assemble a trial's folder from its saved folds (all of them, or those run before racing stopped it)."""
     spec, prep = w.spec, w.prep
-    if w.summary is not None and len(folds) == len(prep.folds):
-        return w.summary
     if len(folds) < len(prep.folds):
         prep = dataclasses.replace(prep, folds=list(folds))
         repeats = len({f.repeat for f in folds})
@@ -955,8 +1039,6 @@ def _tied_by_compare(search_dir: Path, numbers: list[int], metric: str) -> set[i
 def _plots(study: Any, search_dir: Path, params: list[Param], metric: str) -> list[str]:
     """Optimisation history, each parameter against the score (log axes where log), importance."""
     import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import optuna
     from optuna.visualization import matplotlib as ovm
@@ -966,7 +1048,8 @@ def _plots(study: Any, search_dir: Path, params: list[Param], metric: str) -> li
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         return made
-    with warnings.catch_warnings():
+    # Optuna's plots switch pyplot to its own style: keep that inside, away from every later plot
+    with warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore")
         jobs: list[tuple[str, Callable[[], Any]]] = [
             ("optimization_history", lambda: ovm.plot_optimization_history(study, target_name=metric)),
@@ -1080,7 +1163,11 @@ def _write_outputs(
         "seconds": round(seconds, 2),
         "plots": made,
     }
-    report.write_json(search_dir / SUMMARY_JSON, summary)
+    # search.json: the state and the summary in one file. Not summary.json: `dlrun compare SEARCH_DIR`
+    # must see the trials as runs, not the search folder as one
+    state_path = search_dir / SEARCH_STATE
+    state = report.read_json(state_path) if state_path.exists() else {}
+    report.write_json(state_path, {**state, **summary})
     report.write_text(search_dir / SEARCH_MD, search_markdown(summary, table, top))
     return SearchOutcome(search_dir, table, best, best_raw, summary)
 
@@ -1125,6 +1212,11 @@ def search_markdown(summary: dict[str, Any], table: pd.DataFrame, top: pd.DataFr
         f"({summary['racing_saved']:.0%} saved).",
         "",
     ]
+    stopped = table[table["status"] == "stopped"] if not table.empty else table
+    if not stopped.empty:
+        lines += ["Stopped by racing:", ""]
+        lines += [f"- trial {int(r['trial'])}: {r['stopped']}" for _, r in stopped.iterrows()]
+        lines.append("")
     if summary.get("importance"):
         lines += ["| parameter | importance (Optuna fANOVA) |", "|---|---|"]
         lines += [f"| {k} | {v:.3f} |" for k, v in summary["importance"].items()]
@@ -1196,17 +1288,23 @@ def run_nested(
     for of in outer_folds:
         tag = f"r{of.repeat}_f{of.fold}"
         reporter.note(f"outer fold {tag}: search on {len(of.train)} rows, test on {len(of.test)}")
-        outcome = run_search(
-            inner_raw,
-            out_dir / "outer" / tag,
-            reporter,
-            source=source,
-            data=_subset(prep_full.data, of.train),
-            argv=argv,
-            **search_kw,
-        )
+        try:
+            outcome = run_search(
+                inner_raw,
+                out_dir / "outer" / tag,
+                reporter,
+                source=source,
+                data=_subset(prep_full.data, of.train),
+                argv=argv,
+                **search_kw,
+            )
+        except Interrupted:
+            raise Interrupted(
+                f"nested search interrupted in outer fold {tag}; resume with: "
+                f"dlrun search {source or 'CONFIG'} --resume --out {out_dir}"
+            ) from None
         if outcome.best_raw is None:
-            raise DlrunError(f"outer fold {tag}: no trial of the inner search finished")
+            raise RunError(f"outer fold {tag}: no trial of the inner search finished")
         best_spec = validate(outcome.best_raw, source=source)
         if of.key not in done:
             prep_b = prepare(best_spec, NullReporter(), data=prep_full.data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,8 +56,28 @@ def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean '{lower[hits[0]]}'?)" if hits else ""
 
 
+def _accepts_bool(annotation: Any) -> bool:
+    """Whether a field's type admits a boolean (``bool`` itself, ``Any``, or a union holding one)."""
+    if annotation is bool or annotation is Any:
+        return True
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(a, bool) for a in args)
+    return any(_accepts_bool(a) for a in args if typing.get_origin(annotation) not in (list, dict))
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, v: Any, info: Any) -> Any:
+        # YAML reads yes/no/on/off as booleans, and pydantic would take True as 1 for `epochs: yes`
+        if isinstance(v, bool):
+            field = cls.model_fields.get(info.field_name)
+            if field is not None and not _accepts_bool(field.annotation):
+                raise ValueError(f"must not be a boolean (YAML reads yes/no/on/off as true/false), got {v!r}")
+        return v
 
 
 # ----------------------------------------------------------------------------- data
@@ -277,7 +298,7 @@ class EvaluationSpec(_Section):
     metrics: list[str] | None = None
     # None: dlrun.splits.DEFAULT_SPLIT_SEED, fixed and independent of `seed`, so runs that
     # differ only in seed share their folds and compare pairs them.
-    split_seed: int | None = None
+    split_seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     outer: OuterSpec | None = None
     # "source": test on the data source's own test rows (Keras' official test sets), not a random split
     test_rows: Literal["split", "source"] = "split"
@@ -372,7 +393,7 @@ class Spec(_Section):
     """A whole experiment."""
 
     name: str = Field(default="experiment", pattern=r"^[A-Za-z0-9_.\-]+$")
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)
     output_dir: str = "outputs"
     data: DataSpec
     preprocessing: PreprocessingSpec = Field(default_factory=PreprocessingSpec)
@@ -493,6 +514,165 @@ def _check_names(raw: dict[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+# ----------------------------------------------------------------------------- argument and value checks
+# Losses for class labels: meaningless on a regression target; the sparse ones need integer codes.
+CLASSIFICATION_LOSSES = (
+    "binary_crossentropy",
+    "BinaryCrossentropy",
+    "binary_focal_crossentropy",
+    "BinaryFocalCrossentropy",
+    "categorical_crossentropy",
+    "CategoricalCrossentropy",
+    "categorical_focal_crossentropy",
+    "CategoricalFocalCrossentropy",
+    "sparse_categorical_crossentropy",
+    "SparseCategoricalCrossentropy",
+    "categorical_hinge",
+    "CategoricalHinge",
+    "hinge",
+    "Hinge",
+    "squared_hinge",
+    "SquaredHinge",
+)
+SPARSE_LOSSES = ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy")
+# Callbacks that watch a metric, and their default monitor.
+_MONITORS = {"EarlyStopping": "val_loss", "ReduceLROnPlateau": "val_loss", "ModelCheckpoint": "val_loss"}
+
+
+def _class_of(name: str, table: dict[str, tuple[str, ...]]) -> str | None:
+    """The class a (possibly lower-case alias) name refers to in an argument table, e.g. sgd → SGD."""
+    if name in table:
+        return name
+    flat = name.lower().replace("_", "")
+    return next((c for c in table if c.lower() == flat), None)
+
+
+def _unknown_args(
+    path: str, what: str, name: str, args: dict[str, Any], table: dict[str, tuple[str, ...]]
+) -> list[tuple[str, str]]:
+    """One problem per argument that the Keras class does not take, with the nearest valid name."""
+    cls = _class_of(name, table)
+    if cls is None:
+        return []  # a class whose **kwargs are open: Keras checks it
+    valid = table[cls]
+    problems = []
+    for key in args:
+        if key not in valid:
+            hint = suggest(str(key), valid) or f"; valid: {', '.join(valid)}"
+            problems.append((f"{path}.{key}", f"unknown argument '{key}' of {what} {cls}{hint}"))
+    return problems
+
+
+def _nested_args(path: str, key: str, val: Any) -> list[tuple[str, str]]:
+    """Arguments of a nested ``{MaxNorm: {max_value: 3}}`` initializer/regularizer/constraint."""
+    tables = {
+        "initializer": (kn.INITIALIZER_ARGS, "initializer"),
+        "regularizer": (kn.REGULARIZER_ARGS, "regularizer"),
+        "constraint": (kn.CONSTRAINT_ARGS, "constraint"),
+    }
+    kind = next((k for k in tables if key.endswith(k)), None)
+    if kind is None or not isinstance(val, dict) or len(val) != 1:
+        return []
+    name, args = next(iter(val.items()))
+    if not isinstance(args, dict):
+        return []
+    table, what = tables[kind]
+    return _unknown_args(f"{path}.{name}", what, str(name), args, table)
+
+
+def _positive_number(path: str, v: Any) -> list[tuple[str, str]]:
+    if v is None or isinstance(v, (str, dict)):
+        return []  # a schedule or a name: Keras checks it
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
+        return [(path, f"must be a positive number, e.g. 0.001, got {_short_repr(v)}")]
+    return []
+
+
+def _check_values(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """Arguments of layers, optimizers, losses and callbacks against the Keras signatures (no Keras
+    import), and values that only make sense together (sparse loss and one-hot targets, a callback
+    watching validation scores without validation rows, image options on a table)."""
+    problems: list[tuple[str, str]] = []
+    layers = _sub(raw, "model", "layers")
+    for i, entry in enumerate(layers if isinstance(layers, list) else []):
+        got = _entry(entry)
+        if isinstance(got, str) or got[0] not in kn.LAYERS:
+            continue
+        name, args = got
+        path = f"model.layers[{i}].{name}"
+        problems += [p for p in _unknown_args(path, "layer", name, args, kn.LAYER_ARGS) if "input_shape" not in p[0]]
+        for key, val in args.items():
+            problems += _nested_args(f"{path}.{key}", str(key), val)
+    opt = _sub(raw, "compile", "optimizer")
+    opt_entry = _entry(opt) if opt is not None else None
+    if isinstance(opt_entry, tuple):
+        name, args = opt_entry
+        path = f"compile.optimizer.{name}"
+        problems += _unknown_args(path, "optimizer", name, args, kn.OPTIMIZER_ARGS)
+        problems += _positive_number(f"{path}.learning_rate", args.get("learning_rate"))
+        for key in ("clipnorm", "clipvalue", "global_clipnorm"):
+            problems += _positive_number(f"{path}.{key}", args.get(key))
+    loss = _sub(raw, "compile", "loss")
+    loss_entry = _entry(loss) if loss is not None else None
+    if isinstance(loss_entry, tuple):
+        name, args = loss_entry
+        problems += _unknown_args(f"compile.loss.{name}", "loss", name, args, kn.LOSS_ARGS)
+        if name in SPARSE_LOSSES and _sub(raw, "preprocessing", "target", "onehot") is True:
+            problems.append(
+                (
+                    "compile.loss",
+                    f"{name} takes integer class codes, but preprocessing.target.onehot is true (one-hot targets); "
+                    "use categorical_crossentropy, or set onehot: false",
+                )
+            )
+    has_val = _has_validation_rows(raw)
+    callbacks = _sub(raw, "training", "callbacks")
+    for j, entry in enumerate(callbacks if isinstance(callbacks, list) else []):
+        got = _entry(entry)
+        if isinstance(got, str) or got[0] not in kn.CALLBACKS:
+            continue
+        name, args = got
+        path = f"training.callbacks[{j}].{name}"
+        problems += _unknown_args(path, "callback", name, args, kn.CALLBACK_ARGS)
+        monitor = args.get("monitor", _MONITORS.get(name))
+        if isinstance(monitor, str) and monitor.startswith("val_") and not has_val:
+            problems.append(
+                (
+                    f"{path}.monitor",
+                    f"watches '{monitor}' but the run has no validation rows, so it would never act; set "
+                    "evaluation.validation_split (e.g. 0.2) or monitor a training metric such as 'loss'",
+                )
+            )
+    image = _sub(raw, "preprocessing", "image")
+    source = _sub(raw, "data", "source")
+    if isinstance(image, dict) and isinstance(source, str) and not source.startswith("keras:"):
+        for key in ("rescale", "flatten", "reshape"):
+            if image.get(key) not in (None, False):
+                problems.append(
+                    (
+                        f"preprocessing.image.{key}",
+                        f"applies to image data (keras:mnist, keras:fashion_mnist, keras:cifar10) only, but "
+                        f"data.source '{_short_repr(source)}' is a table; remove it",
+                    )
+                )
+    return problems
+
+
+def _has_validation_rows(raw: dict[str, Any]) -> bool:
+    ev = _sub(raw, "evaluation") or {}
+    if not isinstance(ev, dict):
+        return True
+    vs = ev.get("validation_split", 0.0)
+    fraction = isinstance(vs, (int, float)) and not isinstance(vs, bool) and vs > 0
+    return ev.get("mode") == "validation_split" or fraction
+
+
+def _short_repr(v: Any, limit: int = 80) -> str:
+    """``repr(v)``, cut to ``limit`` characters: an error line never echoes a huge value."""
+    text = repr(v)
+    return text if len(text) <= limit else f"{text[: limit - 20]}… ({len(text)} characters)"
+
+
 _NESTED_TABLES = {
     "initializer": kn.INITIALIZERS,
     "regularizer": kn.REGULARIZERS,
@@ -569,12 +749,13 @@ def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
         elif typ in ("literal_error",):
             exp = e.get("ctx", {}).get("expected", "")
             choices = re.findall(r"'([^']+)'", exp)
-            problems.append((path, f"must be one of {exp}, got {given!r}{suggest(str(given), choices)}"))
+            hint = suggest(str(given)[:100], choices)
+            problems.append((path, f"must be one of {exp}, got {_short_repr(given)}{hint}"))
         elif typ in ("value_error", "assertion_error"):
             msg = str(e["msg"]).removeprefix("Value error, ")
             problems.append((path, msg))
         else:
-            problems.append((path, f"{e['msg'][0].lower()}{e['msg'][1:]}, got {given!r}"))
+            problems.append((path, f"{e['msg'][0].lower()}{e['msg'][1:]}, got {_short_repr(given)}"))
     # pydantic reports each alternative of a union; keep one line per path and message
     seen: set[tuple[str, str]] = set()
     unique = []
@@ -695,6 +876,25 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    # PyYAML keeps the last of two equal keys: a second `model:` would silently replace the first
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key != "<<" and key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key '{key}' (first at line {seen[key] + 1}); the second would silently replace the first",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def load_yaml_text(text: str) -> Any:
     """Parse YAML with :class:`_Loader`."""
     return yaml.load(text, Loader=_Loader)
@@ -706,7 +906,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise SpecError([("", f"config file not found: {p}")], source=str(p))
     try:
-        data = load_yaml_text(p.read_text())
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            [("", f"is not a text (UTF-8) YAML file: undecodable byte at offset {exc.start}; is it the right file?")],
+            source=str(p),
+        ) from None
+    except OSError as exc:
+        raise SpecError([("", f"cannot read the config: {exc.strerror or exc}")], source=str(p)) from None
+    if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
+        raise SpecError([("", "the file is empty; a spec needs at least the data and model sections")], source=str(p))
+    try:
+        data = load_yaml_text(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -729,7 +940,7 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Spec:
         spec = Spec.model_validate(raw)
     except ValidationError as err:
         problems = _pydantic_problems(err)
-    for p in _check_names(raw):
+    for p in _check_names(raw) + _check_values(raw):
         if p not in problems:
             problems.append(p)
     if isinstance(raw.get("search"), dict) or _sub(raw, "evaluation", "outer") is not None:
@@ -737,7 +948,21 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Spec:
 
         problems += [p for p in check_search(raw, values=not problems) if p not in problems]
     if problems or spec is None:
+        # one readable line each: a huge value is never echoed in full
+        problems = [(p, m if len(m) <= 400 else m[:380] + f"… ({len(m)} characters)") for p, m in problems]
         raise SpecError(problems, source=source)
+    return _resolve_source(spec, source)
+
+
+def _resolve_source(spec: Spec, config: str | None) -> Spec:
+    """A relative CSV path is read from the config's folder (where it was written), if it is there."""
+    src = spec.data.source
+    if config is None or spec.data.kind != "csv" or re.match(r"^[a-z]+://", src) or Path(src).is_absolute():
+        return spec
+    beside = Path(config).parent / Path(src).expanduser()
+    if beside.is_file() and Path(config).parent != Path("."):
+        data = spec.data.model_copy(update={"source": str(beside)})
+        return spec.model_copy(update={"data": data})
     return spec
 
 

@@ -8,6 +8,7 @@ tests/test_keras_names.py checks that the committed table still matches Keras.
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from types import ModuleType
 
@@ -59,6 +60,61 @@ def tables() -> dict[str, list[str]]:
     }
 
 
+_POPPED = re.compile(r"kwargs\.(?:pop|get)\(\s*[\"'](\w+)[\"']")
+
+
+def init_args(cls: type) -> list[str] | None:
+    """The keyword arguments ``cls(...)`` accepts, following ``**kwargs`` up the class tree.
+
+    None when the set is open (``**kwargs`` reaches ``object`` or is passed elsewhere): such a
+    class is not checked, so a valid argument is never refused.
+    """
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            return None
+        try:
+            params = inspect.signature(init).parameters.values()
+            source = inspect.getsource(init)
+        except (TypeError, ValueError, OSError):
+            return None
+        names.update(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        names.update(_POPPED.findall(source))
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            names.discard("self")
+            return sorted(names)
+        if re.search(r"if kwargs:\s*\n\s*raise", source):  # takes **kwargs, refuses any left over
+            names.discard("self")
+            return sorted(names)
+        # **kwargs: the parent class takes the rest (Keras passes them to super().__init__)
+    return None
+
+
+def arg_tables() -> dict[str, dict[str, list[str]]]:
+    """Constructor arguments of the classes a spec names, for checks before Keras loads."""
+
+    def table(mod: ModuleType, base: type) -> dict[str, list[str]]:
+        out = {}
+        for name in classes(mod, base):
+            args = init_args(getattr(mod, name))
+            if args is not None:
+                out[name] = args
+        return out
+
+    return {
+        "LAYER_ARGS": table(keras.layers, keras.layers.Layer),
+        "OPTIMIZER_ARGS": table(keras.optimizers, keras.optimizers.Optimizer),
+        "LOSS_ARGS": table(keras.losses, keras.losses.Loss),
+        "CALLBACK_ARGS": table(keras.callbacks, keras.callbacks.Callback),
+        "INITIALIZER_ARGS": table(keras.initializers, keras.initializers.Initializer),
+        "REGULARIZER_ARGS": table(keras.regularizers, keras.regularizers.Regularizer),
+        "CONSTRAINT_ARGS": table(keras.constraints, keras.constraints.Constraint),
+    }
+
+
 def render() -> str:
     """The source of dlrun/_keras_names.py."""
     src = (
@@ -70,6 +126,10 @@ def render() -> str:
     for name, items in tables().items():
         body = "".join(f'    "{i}",\n' for i in sorted(set(items)))
         src += f"{name}: tuple[str, ...] = (\n{body})\n\n"
+    src += "# Constructor arguments (classes whose **kwargs are open are left out: not checked).\n"
+    for name, by_class in arg_tables().items():
+        body = "".join(f"    {cls!r}: {tuple(sorted(args))!r},\n" for cls, args in sorted(by_class.items()))
+        src += f"{name}: dict[str, tuple[str, ...]] = {{\n{body}}}\n\n"
     return src.rstrip() + "\n"
 
 

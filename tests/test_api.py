@@ -219,3 +219,41 @@ def test_sweep_on_a_remote_executor_ships_files_back_and_records_a_failure(tmp_p
     done = tmp_path / "sweep" / points[1].folder
     assert (done / layout.SUMMARY_JSON).is_file() and (done / layout.MODEL).is_file()
     assert json.loads((tmp_path / "sweep" / points[0].folder / layout.STATE).read_text())["status"] == "failed"
+
+
+# ----------------------------------------------------------------------------- summaries
+@pytest.mark.parametrize(
+    ("block", "kind", "mean"),
+    [
+        (
+            {"folds": {"mean": 0.8, "n": 10}, "corrected": {"mean": 0.81, "n": 10}, "headline": "corrected"},
+            "corrected",
+            0.81,
+        ),
+        ({"folds": {"mean": 0.8, "n": 1}, "corrected": None, "headline": "corrected"}, "corrected", 0.8),
+        ({"folds": {"mean": 0.7, "n": 3}}, "folds", 0.7),
+        (0.93, "single", 0.93),
+    ],
+)
+def test_one_accessor_reads_every_kind_of_headline(block: Any, kind: str, mean: float) -> None:
+    from dlrun.summary import Summary, headline_block
+
+    summary = Summary({"main_metric": "accuracy", "metrics": {"accuracy": block}, "headline": {"text": "t"}})
+    est = summary.estimate()
+    assert (est.kind, est.mean) == (kind, mean)
+    assert summary.headline == "t"
+    assert headline_block(block).get("mean") == (None if kind == "single" else mean)
+    with pytest.raises(KeyError):
+        summary.estimate("roc_auc")
+
+
+def test_a_config_is_a_path_a_dict_or_a_spec(tmp_path: Path) -> None:
+    from dlrun.api import load_config
+    from dlrun.spec import validate
+
+    raw = tiny_spec()
+    path = write_spec(tmp_path / "s.yaml", raw)
+    for config in (path, str(path), raw, validate(raw)):
+        spec = load_config(config, ["training.epochs=7"])
+        assert spec.training.epochs == 7 and spec.name == "tiny_binary"
+    assert load_config(validate(raw)).training.epochs == raw["training"]["epochs"]

@@ -116,7 +116,7 @@ def test_train_config_is_fully_resolved(train_run: dict[str, Any]) -> None:
 def test_train_env_and_state(train_run: dict[str, Any]) -> None:
     out: Path = train_run["out"]
     env = json.loads((out / "env.json").read_text())
-    for key in ("python", "tensorflow", "keras", "numpy", "scikit-learn", "device", "seed", "command", "time"):
+    for key in ("python", "backend", "keras", "numpy", "scikit-learn", "device", "seed", "command", "time"):
         assert key in env, key
     assert env["seed"] == 3
     assert env["device"]["device"] in ("cpu", "gpu")
@@ -302,10 +302,23 @@ def test_nan_loss_exits_1_with_a_clear_message(
 def _bad_layer_run(spec_file: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, Path]:
     """Train a spec that passes validation but whose layer argument Keras refuses when the layer is built."""
     raw = tiny_spec("binary")
-    raw["model"]["layers"].insert(1, {"Dense": {"units": 4, "kernel_sise": 3}})
+    raw["model"]["layers"].insert(0, {"Reshape": {"target_shape": [7, 7]}})
+    raw["model"]["layers"].insert(1, {"Flatten": {}})
     out = tmp_path / "run"
     code, _, err = run_main(["train", spec_file(raw), "--out", out], capsys)
     return code, err, out
+
+
+def test_a_layer_argument_typo_exits_2_before_any_folder(
+    spec_file: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tiny_spec("binary")
+    raw["model"]["layers"].insert(1, {"Dense": {"units": 4, "kernel_sise": 3}})
+    code, _, err = run_main(["train", spec_file(raw), "--out", tmp_path / "run"], capsys)
+    assert code == 2
+    assert "model.layers[1].Dense.kernel_sise" in err and "did you mean 'kernel_size'" not in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_bad_layer_argument_at_build_time_exits_2(
@@ -313,14 +326,14 @@ def test_bad_layer_argument_at_build_time_exits_2(
 ) -> None:
     code, err, out = _bad_layer_run(spec_file, tmp_path, capsys)
     assert code == 2
-    assert "model.layers[1].Dense" in err and "kernel_sise" in err
+    assert "model.layers[0].Reshape" in err
     assert "Traceback" not in err
     assert json.loads((out / "state.json").read_text())["status"] == "failed"
 
 
 def test_failed_state_records_the_problem(spec_file: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, _, out = _bad_layer_run(spec_file, tmp_path, capsys)
-    assert "model.layers[1].Dense" in json.loads((out / "state.json").read_text())["error"]
+    assert "model.layers[0].Reshape" in json.loads((out / "state.json").read_text())["error"]
 
 
 def test_misspelled_key_exits_2_naming_it(spec_file: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -401,7 +414,7 @@ WRAPPER = textwrap.dedent(
 
     for args in (["--help"], ["validate", sys.argv[1]]):
         code = run(args)
-        heavy = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
+        heavy = sorted(m for m in ("tensorflow", "keras", "jax") if m in sys.modules)
         print(f"RESULT {args[0]} code={code} heavy={heavy}", flush=True)
     """
 )

@@ -250,3 +250,21 @@ def test_cli_compare_three_runs(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "P(practically equal)" in out and "ROPE: ±0.02 accuracy, as given" in out
     assert "std (folds)" in out and "se (headline)" in out
     assert (tmp_path / "forest.png").exists()
+
+
+def test_runs_with_more_repeats_are_paired_on_the_shared_ones(tmp_path: Path) -> None:
+    global R
+    a = cmp.load_run(_write_run(tmp_path / "long", "long", DROP, split_seed=1))  # 2 repeats
+    old = R
+    R = 1
+    try:
+        b = cmp.load_run(_write_run(tmp_path / "short", "short", BASE[:5], split_seed=1))
+    finally:
+        R = old
+    assert cmp.shared_repeats(a, b) == [0]
+    c = cmp.compare([a, b])
+    assert c.paired and c.test is not None and c.test["n"] == 5
+    assert c.test["mean_diff"] == pytest.approx(np.mean(np.array(DROP[:5]) - np.array(BASE[:5])))
+    assert "the 1 repeat(s) both runs have" in c.reason
+    other = cmp.load_run(_write_run(tmp_path / "other", "other", BASE, split_seed=2))
+    assert cmp.shared_repeats(a, other) == []

@@ -129,6 +129,7 @@ def test_batch_records_a_failed_config_and_runs_the_other(tmp_path: Path) -> Non
 
 
 # Killing and cancelling tasks kills workers: these run last, so the tests above reuse warm ones.
+@pytest.mark.slow  # kills and restarts Ray workers: each new worker imports Keras again
 def test_dead_worker_fails_its_folds_only_and_a_retry_recovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_cv: Path
 ) -> None:
@@ -156,6 +157,7 @@ class _StopAfterFirstFold(NullReporter):
         raise KeyboardInterrupt
 
 
+@pytest.mark.slow  # kills and restarts Ray workers: each new worker imports Keras again
 def test_ctrl_c_cancels_marks_interrupted_and_resume_finishes(tmp_path: Path, local_cv: Path) -> None:
     # two tasks (2 folds + 1 fold): Ctrl-C when the first returns force-cancels the other
     spec = validate(raw_spec(executor="ray", max_models_per_chunk=2))

@@ -379,3 +379,36 @@ def test_train_on_a_cv_config_leaves_no_folder(tmp_path: Path, capsys: Any, spec
     code, _, err = run_main(["train", spec, "--out", tmp_path / "run"], capsys)
     assert code == 2 and "dlrun cv" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_predict_refuses_a_yaml_file_given_as_the_csv(runs: dict[str, Path], tmp_path: Path, capsys: Any) -> None:
+    rows = tmp_path / "rows.yaml"
+    rows.write_text("name: x\ndata:\n  source: sonar\n")
+    code, _, err = run_main(["predict", runs["train"], rows], capsys)
+    assert code == 2 and "rows.yaml" in err
+
+
+def test_chunks_are_planned_over_the_whole_run_and_saved_whole(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from dlrun.runner import ChunkCommitter, chunk_plan
+    from dlrun.splits import Fold
+
+    folds = [Fold(0, k, k, np.arange(10), np.arange(0), np.arange(2)) for k in range(5)]
+    engine = SimpleNamespace(name="stacked", models_per_chunk=lambda jobs: 2)
+    prep = SimpleNamespace(input_shape=(3,))
+    plan = chunk_plan(engine, prep, folds)
+    assert [[f.fold for f in c] for c in plan] == [[0, 1], [2, 3], [4]]
+
+    writer = report.RunWriter(tmp_path / "run")
+    commit = ChunkCommitter(writer, plan, folds[2:])  # a resume: chunk [0, 1] was saved before
+
+    def part(f: Any) -> dict[str, Any]:
+        return {"repeat": 0, "fold": f.fold, "scores": {"x": f.fold}, "history": pd.DataFrame({"loss": [1.0]})}
+
+    commit.add(folds[2], part(folds[2]))
+    assert writer.read_parts() == {}  # half a chunk is never on disk
+    commit.add(folds[3], part(folds[3]))
+    commit.add(folds[4], part(folds[4]))
+    assert sorted(writer.read_parts()) == [(0, 2), (0, 3), (0, 4)]
+    assert len(list((writer.path / layout.PARTS).glob(report.PART_GLOB))) == 2

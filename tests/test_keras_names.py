@@ -23,3 +23,15 @@ def test_aliases_users_write_are_known() -> None:
     for init in ("normal", "uniform", "he_normal", "glorot_uniform", "zeros"):
         assert init in kn.INITIALIZERS
     assert "MaxNorm" in kn.CONSTRAINTS and "Dense" in kn.LAYERS and "EarlyStopping" in kn.CALLBACKS
+
+
+def test_argument_tables_match_installed_keras() -> None:
+    spec = importlib.util.spec_from_file_location("gen_keras_names", ROOT / "scripts" / "gen_keras_names.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    for name, by_class in gen.arg_tables().items():
+        want = {cls: tuple(sorted(args)) for cls, args in by_class.items()}
+        assert want == getattr(kn, name), f"{name} is stale: run scripts/gen_keras_names.py"
+    assert "units" in kn.LAYER_ARGS["Dense"] and "learning_rate" in kn.OPTIMIZER_ARGS["SGD"]
+    assert "monitor" in kn.CALLBACK_ARGS["EarlyStopping"] and "max_value" in kn.CONSTRAINT_ARGS["MaxNorm"]

@@ -183,8 +183,8 @@ def test_bad_layer_argument_names_the_layer(layers: list[Any], path: str, text: 
     with pytest.raises(SpecError) as exc:
         build_model(_spec(layers), (4,), 1, "regression")
     got_path, message = _problem(exc)
-    assert got_path == path
-    assert text in message
+    assert got_path.startswith(path)  # spec validation may name the argument itself
+    assert text in message or text in got_path
     assert "Traceback" not in message and "\n" not in message
 
 
@@ -200,9 +200,10 @@ def test_shape_error_while_building_names_the_layer(layer: dict[str, Any], name:
 
 
 def test_bad_optimizer_argument_names_compile_optimizer() -> None:
-    cfg = resolve_compile(
-        _spec([{"Dense": {"units": 1}}], compile={"optimizer": {"SGD": {"learnin_rate": 0.1}}}), "regression"
-    )
+    """Past spec validation (which names the argument), Keras' own refusal still becomes a SpecError."""
+    from dlrun.models import CompileConfig
+
+    cfg = CompileConfig(optimizer={"class_name": "SGD", "config": {"learnin_rate": 0.1}}, loss="mse", metrics=[])
     with pytest.raises(SpecError) as exc:
         make_optimizer(cfg)
     path, message = _problem(exc)
@@ -211,11 +212,10 @@ def test_bad_optimizer_argument_names_compile_optimizer() -> None:
 
 
 def test_bad_callback_argument_names_the_callback() -> None:
-    spec = _spec([{"Dense": {"units": 1}}], training={"callbacks": [{"EarlyStopping": {"patiense": 3}}]})
     with pytest.raises(SpecError) as exc:
-        make_callbacks(spec)
+        make_callbacks(_spec([{"Dense": {"units": 1}}], training={"callbacks": [{"EarlyStopping": {"patiense": 3, "monitor": "loss"}}]}))
     path, _ = _problem(exc)
-    assert path == "training.callbacks[0].EarlyStopping"
+    assert path.startswith("training.callbacks[0].EarlyStopping")
 
 
 # ----------------------------------------------------------------------------- compile defaults

@@ -235,3 +235,11 @@ def test_overlay_learning_curves_wraps_sweep_curves() -> None:
     assert ax2.get_ylabel() == "loss"
     with pytest.raises(InputError, match="at least one label"):
         plots.sweep_curves(_ax(), {}, "loss")
+
+
+@pytest.mark.parametrize("prefix", ["ci", "naive", "precision"])
+def test_score_distribution_draws_any_named_interval(prefix: str) -> None:
+    block = {"mean": 0.8, f"{prefix}_low": 0.75, f"{prefix}_high": 0.85, "confidence": 0.9, "method": "m"}
+    ax = _ax()
+    plots.score_distribution(ax, [0.78, 0.8, 0.82], block, "accuracy")
+    assert "90% interval 0.75 to 0.85" in _legend(ax)

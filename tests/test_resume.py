@@ -248,3 +248,25 @@ def test_sigterm_before_training_exits_130_and_marks_the_run(tmp_path: Path, whe
     if (run / report.STATE).exists():
         assert report.read_json(run / report.STATE)["status"] == "interrupted"
         assert f"dlrun cv {spec} --out {run} --resume" in out
+
+
+def test_a_second_sweep_into_a_live_sweep_folder_is_refused_at_once(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "sw", training__epochs=30, evaluation={"mode": "split", "test_size": 0.25})
+    folder = tmp_path / "sweep"
+    first = _dlrun("sweep", str(spec), "--grid", "training.batch_size=8,16", "--out", str(folder))
+    _wait_for(lambda: (folder / "sweep.json").exists(), first)
+    t0 = time.monotonic()
+    grid = ["--grid", "training.batch_size=8,16"]
+    second = subprocess.run(
+        [sys.executable, "-m", "dlrun", "sweep", str(spec), *grid, "--out", str(folder), "--resume"],
+        capture_output=True,
+        text=True,
+    )
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert "in use by another dlrun process" in second.stderr
+    assert time.monotonic() - t0 < 30
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out
+    table = pd.read_csv(folder / "sweep.csv")
+    assert list(table["status"]) == ["finished", "finished"]
+    assert report.read_json(folder / "sweep.json")["status"] == "finished"

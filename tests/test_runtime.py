@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from dlrun.runtime import xla_flags
@@ -78,3 +80,43 @@ def test_gpu_without_one_is_an_input_error() -> None:
         "        print('gpu' in str(e))\n"
     )
     assert _run(code, {}) in ("True", "skip")
+
+
+_SAVE = """
+import sys, numpy as np
+from dlrun.runtime import quiet_tensorflow; quiet_tensorflow()
+import keras
+from dlrun.engines.base import FitJob
+from dlrun.engines.sequential import SequentialEngine
+from dlrun.spec import validate
+spec = validate({"data": {"source": "make_classification"},
+                 "model": {"layers": [{"Dense": {"units": 4, "activation": "relu"}},
+                                      {"Dense": {"units": 1, "activation": "sigmoid"}}]},
+                 "training": {"epochs": 2, "batch_size": 8}})
+rng = np.random.default_rng(0)
+x = rng.normal(size=(20, 3)).astype(np.float32)
+y = (x[:, 0] > 0).astype(np.float32)
+job = FitJob(0, 0, 5, x, y, x_test=x[:6], y_test=y[:6], class_weight={0: 1.0, 1: 2.0})
+res = SequentialEngine(spec, "binary", (3,), 1, keep_model=True).fit_one(job)
+assert set(res.history) == {"loss", "accuracy", "test_loss", "test_accuracy"}, res.history
+res.model.save(sys.argv[1] + "/" + keras.backend.backend() + ".keras")
+np.save(sys.argv[1] + "/" + keras.backend.backend() + ".npy", np.asarray(res.model.predict(x, verbose=0)))
+other = {"jax": "tensorflow", "tensorflow": "jax"}[keras.backend.backend()]
+import os
+if os.path.exists(sys.argv[1] + "/" + other + ".keras"):
+    loaded = keras.models.load_model(sys.argv[1] + "/" + other + ".keras")
+    want = np.load(sys.argv[1] + "/" + other + ".npy")
+    np.testing.assert_allclose(np.asarray(loaded.predict(x, verbose=0)), want, atol=1e-5)
+    print("loaded", other)
+print("ok", keras.backend.backend(), "tensorflow" in sys.modules)
+"""
+
+
+@pytest.mark.slow
+def test_tensorflow_backend_sequential_engine_and_keras_files_across_backends(tmp_path: Any) -> None:
+    """KERAS_BACKEND=tensorflow trains with the sequential engine (no tf.data); .keras files load either way."""
+    pytest.importorskip("tensorflow")
+    code = _SAVE.replace("sys.argv[1]", repr(str(tmp_path)))
+    assert _run(code, {"KERAS_BACKEND": "jax"}) == "ok jax False"
+    assert _run(code, {"KERAS_BACKEND": "tensorflow"}) == "ok tensorflow True"
+    assert _run(code, {"KERAS_BACKEND": "jax"}) == "ok jax False"  # now loads the TensorFlow-trained file

@@ -324,11 +324,19 @@ def test_malformed_yaml_reports_line_and_column(tmp_path: Path, text: str, where
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", ""])
-def test_yaml_must_hold_a_mapping(tmp_path: Path, text: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ("- a\n- b\n", "must hold a mapping"),
+        ("just a string\n", "must hold a mapping"),
+        ("", "is empty"),
+        ("# x\n", "is empty"),
+    ],
+)
+def test_yaml_must_hold_a_mapping(tmp_path: Path, text: str, expect: str) -> None:
     path = tmp_path / "list.yaml"
     path.write_text(text)
-    with pytest.raises(SpecError, match="must hold a mapping"):
+    with pytest.raises(SpecError, match=expect):
         read_yaml(path)
 
 
@@ -381,7 +389,7 @@ def test_set_optimizer_argument(optimizer: Any, override: str, expected: Any) ->
         ("model.layers[0].Dense.units=7", lambda s: s.model.entries[0][1]["units"], 7),
         ("evaluation.mode=kfold", lambda s: s.evaluation.mode, "kfold"),
         ("evaluation.metrics=[f1, accuracy]", lambda s: s.evaluation.metrics, ["f1", "accuracy"]),
-        ("preprocessing.image.rescale=0.5", lambda s: s.preprocessing.image.rescale, 0.5),
+        ("preprocessing.impute=median", lambda s: s.preprocessing.impute, "median"),
         ("training.shuffle=false", lambda s: s.training.shuffle, False),
         ("name=renamed", lambda s: s.name, "renamed"),
         ("evaluation.split_seed=", lambda s: s.evaluation.split_seed, None),

@@ -442,3 +442,10 @@ def test_adaptive_repeats_stop_and_say_why(
         assert a["floor"] > target and "cannot be reached" in a["text"]
     if stopped == "target":
         assert a["halfwidth"] <= target
+
+
+def test_bounded_interval_never_overflows() -> None:
+    # a mean near 0 on the log scale with a huge se: exp() would overflow; the plain interval, clipped, is used
+    lo, hi, scale = stats.bounded_interval(1e-6, 0.5, 9, 0.95, "log")
+    assert scale == "identity" and lo == 0.0 and math.isfinite(hi)
+    json.dumps(stats.nadeau_bengio([1e-9, 1e3, 1e-9, 1e-9], 40, 10, metric="mse"), allow_nan=False)

@@ -14,26 +14,28 @@ from contextlib import contextmanager
 from typing import Any
 
 
-def set_random_seed(seed: int) -> None:
-    """``keras.utils.set_random_seed`` without importing TensorFlow under another backend.
+def hide_tensorflow() -> None:
+    """Under another backend, stop Keras from importing TensorFlow just because it is installed.
 
-    Keras seeds TensorFlow whenever it is installed (``module_utils.tensorflow.available``
-    imports it: 3 s). Under JAX that import is pure cost, so the lazy module is told
-    TensorFlow is unavailable for the duration of the call unless it is already imported.
+    Keras probes ``module_utils.tensorflow.available`` (which imports TensorFlow: 3 s) to seed it
+    in ``set_random_seed`` and to recognise ``tf.TensorShape`` when it saves a ``.keras`` file.
+    Under JAX neither matters, so the lazy module is marked unavailable unless TensorFlow is
+    already imported.
     """
     import keras
     from keras.src.utils import module_utils
 
     lazy = module_utils.tensorflow
-    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules or lazy.module is not None:
-        keras.utils.set_random_seed(int(seed))
-        return
-    saved = lazy._available
-    lazy._available = False
-    try:
-        keras.utils.set_random_seed(int(seed))
-    finally:
-        lazy._available = saved
+    if keras.backend.backend() != "tensorflow" and "tensorflow" not in sys.modules and lazy.module is None:
+        lazy._available = False
+
+
+def set_random_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed`` without importing TensorFlow under another backend."""
+    import keras
+
+    hide_tensorflow()
+    keras.utils.set_random_seed(int(seed))
 
 
 @contextmanager

@@ -133,11 +133,25 @@ def epoch_permutation(seed: int, epoch: int, n: int, shuffle: bool = True) -> np
     """The order in which a model sees its ``n`` training rows in ``epoch`` (0-based).
 
     A pure function of ``(seed, epoch)``, so a resumed run draws the same batches
-    as an uninterrupted one, and both engines can share it.
+    as an uninterrupted one, and both engines share it (see :func:`epoch_permutations`).
+    """
+    return epoch_permutations(seed, range(epoch, epoch + 1), n, shuffle)[0]
+
+
+def epoch_permutations(seed: int, epochs: range, n: int, shuffle: bool = True) -> np.ndarray:
+    """:func:`epoch_permutation` for consecutive ``epochs`` at once: ``(len(epochs), n)``.
+
+    Epoch ``e`` sorts the ``n`` uniform doubles at position ``e * n`` of the model's own
+    PCG64 stream (seeded by ``seed``); the stream is advanced, not drawn, to reach it, so
+    any epoch costs O(n) and a block of epochs is one draw and one sort (the stacked engine
+    orders 300 models x 300 epochs in a fraction of a second).
     """
     if not shuffle:
-        return np.arange(n)
-    return np.random.default_rng([seed & 0xFFFFFFFF, epoch]).permutation(n)
+        return np.tile(np.arange(n), (len(epochs), 1))
+    bits = np.random.PCG64([seed & 0xFFFFFFFF, 0x5EED])
+    bits.advance(epochs.start * n)
+    keys = np.random.Generator(bits).random((len(epochs), n))
+    return np.argsort(keys, axis=1, kind="stable")
 
 
 def epoch_batches(job: FitJob, batch_size: int, epochs: int, shuffle: bool) -> Any:

@@ -14,7 +14,7 @@ model; ``lax.scan`` runs the steps of an epoch and the epochs of a block inside 
 Per model, as for a single ``model.fit``: its own fold (padded to the largest fold; a
 padded row has sample weight 0 and the loss of a smaller last batch is rescaled exactly
 as Keras' ``sum_over_batch_size`` reduction divides by the real batch size), its own
-shuffle of each epoch (:func:`dlrun.engines.sequential.epoch_permutation`), its own
+shuffle of each epoch (:func:`dlrun.engines.sequential.epoch_permutations`), its own
 initial weights (each weight's Keras initializer drawn from a per-model seed generator:
 the single model's fan-in and fan-out, one vectorized call for all models), its own
 dropout and noise draws (the layers' seed-generator states, seeded per model), its own
@@ -29,6 +29,7 @@ block's weights stay in cache and two programs run at once.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -488,14 +489,14 @@ class StackedEngine:
             ("test", [j.x_test for j in jobs], [j.y_test for j in jobs]),
         ):
             have = [x is not None and y is not None and len(x) > 0 for x, y in zip(xs, ys)]
-            counts = np.array([len(x) if h else 0 for x, h in zip(xs, have)], np.int32)
+            counts = np.array([len(x) if h and x is not None else 0 for x, h in zip(xs, have)], np.int32)
             rows = max(1, int(counts.max()))
             # one spare zero row at the end: padded batch slots index it
             x = np.zeros((len(jobs), rows + 1, *self.input_shape), np.float32)
             y = np.zeros((len(jobs), rows + 1, *y_shape), np.float32)
             w = np.zeros((len(jobs), rows + 1), np.float32)
             for m, (xi, yi, h) in enumerate(zip(xs, ys, have)):
-                if not h:
+                if not h or xi is None or yi is None:
                     continue
                 k = len(xi)
                 x[m, :k] = np.asarray(xi, np.float32).reshape((k, *self.input_shape))
@@ -507,6 +508,8 @@ class StackedEngine:
 
     def _initial_state(self, jobs: list[FitJob]) -> dict[str, Any]:
         """Stacked initial variables of ``jobs``: weights drawn per model unless given (resume)."""
+        with _LOCK:
+            self._build_metrics(jobs[0].y_train)
         import jax
         import jax.numpy as jnp
         import keras
@@ -556,14 +559,14 @@ class StackedEngine:
 
         with _LOCK:
             sg = keras.random.SeedGenerator(0)
-            fns = []
+            fns: list[Any] = []
             for v in [*self.tvars, *self.ntvars]:
                 init = self.inits.get(id(v))
                 value = np.asarray(v.value)
                 if init is None:
-                    fns.append(lambda value=value: value)
+                    fns.append(functools.partial(np.asarray, value))
                 else:
-                    fns.append(lambda init=kc.reseeded(init, sg), v=v: init(tuple(v.shape), dtype=v.dtype))
+                    fns.append(functools.partial(kc.reseeded(init, sg), tuple(v.shape), dtype=v.dtype))
 
         def one(key: Any) -> Any:
             with keras.StatelessScope(state_mapping=[(sg.state, key)]):
@@ -588,14 +591,19 @@ class StackedEngine:
         has_val = data["n_val"] > 0
         has_test = data["n_test"] > 0
         first = int(data["start"].min())
+        model_steps = {max(1, math.ceil(int(k) / self.batch_size)) for k in n_train}
+        # gated: some step or epoch of some model must leave it untouched (fewer steps, early
+        # stopping, a later start); else every step updates every model and selects are skipped
+        gated = bool(self.stops) or len(model_steps) > 1 or len(set(data["start"].tolist())) > 1
+        static = (bool(has_val.any()), bool(has_test.any()), gated)
         logs_all: list[np.ndarray] = []
         act_all: list[np.ndarray] = []
         for e0 in range(first, self.epochs, EPOCHS_PER_CALL):
             e1 = min(self.epochs, e0 + EPOCHS_PER_CALL)
             perms = self._perms(jobs, n_train, range(e0, e1), steps)
-            prog = self._program(m, steps, e1 - e0, bool(has_val.any()), bool(has_test.any()))
+            prog = self._program(m, steps, e1 - e0, *static)
             args = (state, es, consts, hp, jnp.asarray(perms), jnp.arange(e0, e1))
-            key = (m, steps, e1 - e0, bool(has_val.any()), bool(has_test.any()))
+            key = (m, steps, e1 - e0, *static)
             if key in self._warm:
                 state, es, logs, active = prog(*args)
             else:
@@ -605,7 +613,7 @@ class StackedEngine:
             logs_np, act_np = np.asarray(logs), np.asarray(active)  # (M, E, K), (M, E)
             logs_all.append(logs_np)
             act_all.append(act_np)
-            progress.report(jobs, range(e0, e1), logs_np, act_np, self._names(has_val, has_test))
+            progress.report(jobs, range(e0, e1), logs_np, act_np, self._names())
             if not np.asarray(es["running"]).any():
                 break
         logs_cat = np.concatenate(logs_all, axis=1)
@@ -620,7 +628,7 @@ class StackedEngine:
                     dest[i] = np.where(restore.reshape((-1,) + (1,) * (b.ndim - 1)), b, dest[i])
         preds = self._predict(tv, ntv, jobs)
         out = []
-        k_names = self._names(True, True)
+        k_names = self._names()
         for i, job in enumerate(jobs):
             hist: dict[str, list[float]] = {}
             rows = logs_cat[i][act_cat[i]]
@@ -646,13 +654,14 @@ class StackedEngine:
             )
         return out
 
-    def _names(self, val: bool, test: bool) -> list[str]:
+    def _names(self) -> list[str]:
+        """Names of the per-epoch log vector: training, ``val_`` and ``test_`` loss and metrics."""
         names = list(self.log_names)
         return names + [f"val_{k}" for k in self.log_names] + [f"test_{k}" for k in self.log_names]
 
     def _perms(self, jobs: list[FitJob], n_train: np.ndarray, epochs: range, steps: int) -> np.ndarray:
         """Row indices ``(M, E, steps, B)`` of each model's batches; padding slots index the spare row."""
-        from dlrun.engines.sequential import epoch_permutation
+        from dlrun.engines.sequential import epoch_permutations
 
         rows_pad = steps * self.batch_size
         spare = int(n_train.max())
@@ -660,8 +669,7 @@ class StackedEngine:
         shuffle = bool(self.spec.training.shuffle)
         for m, job in enumerate(jobs):
             n = int(n_train[m])
-            for e_i, e in enumerate(epochs):
-                out[m, e_i, :n] = epoch_permutation(job.seed, e, n, shuffle)
+            out[m, :, :n] = epoch_permutations(job.seed, epochs, n, shuffle)
         return out.reshape(len(jobs), len(epochs), steps, self.batch_size)
 
     def _hparams(self, jobs: list[FitJob]) -> dict[str, Any]:
@@ -686,20 +694,28 @@ class StackedEngine:
         }
 
     # ------------------------------------------------------------------ the program
-    def _program(self, m: int, steps: int, n_epochs: int, val: bool, test: bool) -> Any:
-        key = (m, steps, n_epochs, val, test)
+    def _program(self, m: int, steps: int, n_epochs: int, val: bool, test: bool, gated: bool) -> Any:
+        key = (m, steps, n_epochs, val, test, gated)
         if key not in self._programs:
             import functools
 
             import jax
 
-            block = functools.partial(self._model_block, parts=(val, test))
+            block = functools.partial(self._model_block, parts=(val, test), gated=gated)
             fn = jax.vmap(block, in_axes=(0, 0, 0, 0, 0, None))
             self._programs[key] = jax.jit(fn) if self.jit else fn
         return self._programs[key]
 
     def _model_block(
-        self, state: Any, es: Any, data: Any, hp: Any, perms: Any, epochs: Any, parts: tuple[bool, bool]
+        self,
+        state: Any,
+        es: Any,
+        data: Any,
+        hp: Any,
+        perms: Any,
+        epochs: Any,
+        parts: tuple[bool, bool],
+        gated: bool = True,
     ) -> Any:
         """One model through the epochs of ``epochs``: ``perms`` ``(E, steps, B)``.
 
@@ -727,8 +743,11 @@ class StackedEngine:
                 new, mv2, loss = self._train_step(st, mv, x, y, w, valid, hp)
                 nval = jnp.sum(valid.astype(jnp.float32))
                 ok = active & (nval > 0)
-                st = _select(ok, new, st)
-                mv = _select(ok, mv2, mv)
+                if gated:
+                    st = _select(ok, new, st)
+                    mv = _select(ok, mv2, mv)
+                else:
+                    st, mv = new, mv2
                 return (st, mv, lsum + jnp.where(ok, loss * nval, 0.0), cnt + jnp.where(ok, nval, 0.0)), None
 
             init = (
@@ -888,7 +907,8 @@ class StackedEngine:
             self._programs["predict"] = jax.jit(jax.vmap(one))
         prog = self._programs["predict"]
         result: list[list[Any]] = [[], []]
-        for slot, xs in enumerate(([j.x_train for j in jobs], [j.x_test for j in jobs])):
+        parts: list[list[np.ndarray | None]] = [[j.x_train for j in jobs], [j.x_test for j in jobs]]
+        for slot, xs in enumerate(parts):
             counts = [0 if x is None else len(x) for x in xs]
             rows = max(1, max(counts))
             x = np.zeros((len(jobs), rows, *self.input_shape), np.float32)
@@ -991,20 +1011,38 @@ class _Scalar(float):
     def __jax_array__(self) -> Any:
         return self.traced
 
-    def _t(self) -> Any:
-        return self.traced
+    def __add__(self, o: Any) -> Any:  # type: ignore[override]
+        return self.traced + o
 
-    __add__ = lambda s, o: s._t() + o  # noqa: E731
-    __radd__ = lambda s, o: o + s._t()  # noqa: E731
-    __sub__ = lambda s, o: s._t() - o  # noqa: E731
-    __rsub__ = lambda s, o: o - s._t()  # noqa: E731
-    __mul__ = lambda s, o: s._t() * o  # noqa: E731
-    __rmul__ = lambda s, o: o * s._t()  # noqa: E731
-    __truediv__ = lambda s, o: s._t() / o  # noqa: E731
-    __rtruediv__ = lambda s, o: o / s._t()  # noqa: E731
-    __pow__ = lambda s, o: s._t() ** o  # noqa: E731
-    __rpow__ = lambda s, o: o ** s._t()  # noqa: E731
-    __neg__ = lambda s: -s._t()  # noqa: E731
+    def __radd__(self, o: Any) -> Any:  # type: ignore[override]
+        return o + self.traced
+
+    def __sub__(self, o: Any) -> Any:  # type: ignore[override]
+        return self.traced - o
+
+    def __rsub__(self, o: Any) -> Any:  # type: ignore[override]
+        return o - self.traced
+
+    def __mul__(self, o: Any) -> Any:  # type: ignore[override]
+        return self.traced * o
+
+    def __rmul__(self, o: Any) -> Any:  # type: ignore[override]
+        return o * self.traced
+
+    def __truediv__(self, o: Any) -> Any:  # type: ignore[override]
+        return self.traced / o
+
+    def __rtruediv__(self, o: Any) -> Any:  # type: ignore[override]
+        return o / self.traced
+
+    def __pow__(self, o: Any) -> Any:  # type: ignore[override]
+        return self.traced**o
+
+    def __rpow__(self, o: Any) -> Any:  # type: ignore[override]
+        return o**self.traced
+
+    def __neg__(self) -> Any:
+        return -self.traced
 
 
 def _seed_pair(seed: int, salt: int) -> np.ndarray:
