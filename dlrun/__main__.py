@@ -1,5 +1,5 @@
 """``python -m dlrun``."""
 
-from dlrun.lifecycle import cli_entry
+from dlrun.entry import main
 
-cli_entry()
+main()

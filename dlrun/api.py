@@ -257,3 +257,70 @@ def compare(*run_dirs: str | Path, metric: str | None = None, **options: Any) ->
         )
     verdict = str(getattr(result, "verdict", "") or (rows[0]["verdict"] if len(rows) == 1 else ""))
     return Comparison(str(result.metric), result.table, pd.DataFrame(rows), verdict, result)
+
+
+def until_decided(
+    paths: list[Path],
+    *,
+    metric: str | None = None,
+    rope: float | None = None,
+    max_repeats: int = 10,
+    reporter: Any = None,
+) -> str:
+    """Add repeats to two cross-validation runs until the Bayesian test decides, or ``max_repeats``.
+
+    After each chunk of :data:`dlrun.splits.AUTO_CHUNK` repeats (trained at once by the engine,
+    into each run's own folder, its saved folds kept) the two runs are compared; it stops when
+    one of P(A better), P(practically equal), P(B better) reaches 0.95.
+
+    Args:
+        paths: The two run directories (k-fold or repeated k-fold runs on identical splits).
+        metric: Metric to decide on (default: the main one).
+        rope: Region of practical equivalence (default: :func:`default_rope`).
+        max_repeats: Most repeats per run.
+        reporter: Progress sink for the training.
+
+    Returns:
+        One sentence: how many repeats were run and why it stopped.
+
+    Raises:
+        InputError: Not exactly two runs, runs not on identical splits, or a run that cannot grow.
+    """
+    from dlrun import compare as cmp
+    from dlrun import runner
+    from dlrun.locking import RunLock
+    from dlrun.report import CONFIG
+    from dlrun.spec import read_yaml, validate
+    from dlrun.splits import AUTO_CHUNK
+
+    if len(paths) != 2:
+        raise InputError(f"--until-decided compares exactly two runs; got {len(paths)}")
+    if max_repeats < 1:
+        raise InputError(f"--max-repeats must be a positive integer; got {max_repeats}")
+    while True:
+        runs = [cmp.load_run(p) for p in paths]
+        c = cmp.compare(runs, metric, rope=rope)
+        bayes = c.bayes
+        if bayes is None or not c.paired:
+            raise InputError(
+                f"--until-decided needs two cross-validation runs on identical splits; {c.reason or c.verdict}"
+            )
+        reps = int(runs[0].summary.get("repeats") or 1)
+        a, b = runs[0].label, runs[1].label
+        probs = (
+            f"P({a} better) = {bayes['p_a_better']:.2f}, P(practically equal, ROPE \u00b1{bayes['rope']:.3g}) = "
+            f"{bayes['p_equal']:.2f}, P({b} better) = {bayes['p_b_better']:.2f}"
+        )
+        if bayes["decided"]:
+            return f"until-decided: decided after {reps} repeat(s): {probs}."
+        if reps >= max_repeats:
+            return f"until-decided: still undecided at --max-repeats {max_repeats}: {probs}."
+        more_reps = min(max_repeats, reps + AUTO_CHUNK)
+        for p in paths:
+            spec = validate(read_yaml(Path(p) / CONFIG), source=str(Path(p) / CONFIG))
+            if spec.evaluation.mode not in ("kfold", "repeated_kfold", "repeated_split"):
+                raise InputError(f"--until-decided needs cross-validation runs; {p} has mode {spec.evaluation.mode}")
+            more = runner.with_repeats(spec, more_reps)
+            with RunLock(Path(p)):
+                prep = runner.extend_repeats(more, Path(p), reporter)
+                runner.run_cv(more, Path(p), reporter, prep=prep)

@@ -81,8 +81,11 @@ def _print_summary(summary: dict[str, Any], path: Path) -> None:
     from dlrun.render import cv_summary_table, train_summary_table
 
     _show(cv_summary_table(summary) if summary.get("command") == "cv" else train_summary_table(summary), 120)
-    if "headline" in summary:
-        out.print(summary["headline"]["text"], markup=False)
+    from dlrun.summary import Summary
+
+    headline = Summary(summary).headline
+    if headline:
+        out.print(headline, markup=False)
     for warning in summary.get("warnings") or []:
         err.print(f"warning: {warning}", markup=False)
     out.print(f"outputs: {path}", markup=False)
@@ -559,11 +562,18 @@ def compare(
     from dlrun import compare as cmp
 
     paths = cmp.expand_run_dirs(runs)
+    if len(paths) < 2:
+        raise InputError(
+            f"compare needs at least two run folders, got {len(paths)} ({', '.join(map(str, paths))}); "
+            "use `dlrun status` or summary.md to look at one run"
+        )
     if until_decided:
         from dlrun.runtime import quiet_tensorflow
 
         quiet_tensorflow()
-        why = cmp.until_decided(paths, metric=metric, rope=rope, max_repeats=max_repeats, reporter=_reporter(log_every))
+        from dlrun import api
+
+        why = api.until_decided(paths, metric=metric, rope=rope, max_repeats=max_repeats, reporter=_reporter(log_every))
         out.print(why, markup=False)
     from dlrun import api
 

@@ -22,8 +22,9 @@ from typing import Any, Literal, cast
 import numpy as np
 import pandas as pd
 
+from dlrun.dotted import suggest
 from dlrun.errors import DataError
-from dlrun.spec import DataSpec, suggest
+from dlrun.spec import DataSpec
 
 TaskName = Literal["binary", "multiclass", "regression"]
 

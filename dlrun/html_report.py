@@ -26,6 +26,7 @@ import pandas as pd
 
 from dlrun import layout
 from dlrun.errors import InputError
+from dlrun.summary import headline_block
 
 #: The page ``train``, ``cv`` and ``sweep`` write into their output folder.
 REPORT_HTML: str = getattr(layout, "REPORT_HTML", "report.html")
@@ -187,7 +188,7 @@ def _env_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
 def _estimate(block: Any) -> dict[str, Any]:
     """The headline statistics of a summary metric block (or ``{"mean": value}`` for a single score)."""
     if isinstance(block, dict):
-        return block.get(str(block.get("headline", "folds"))) or block.get("folds") or {}
+        return headline_block(block)
     return {"mean": block}
 
 

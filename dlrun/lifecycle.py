@@ -30,6 +30,11 @@ from dlrun.errors import CorruptFileError, InputError, Interrupted
 if TYPE_CHECKING:
     import pandas as pd
 
+
+class FingerprintMismatch(InputError):
+    """``--resume`` with a config, data or splits other than the run folder recorded. Exit code 2."""
+
+
 # ----------------------------------------------------------------------------- signals
 _STOP: dict[str, Any] = {"signum": None, "count": 0, "installed": False}
 
@@ -79,14 +84,6 @@ def check_stop() -> None:
     """
     if _STOP["signum"] is not None:
         raise Interrupted(f"stopped by {stop_signal_name()}")
-
-
-def cli_entry() -> None:
-    """The ``dlrun`` program: stop signals routed to the flag first, then the CLI's (heavy) imports."""
-    install_signal_handlers()
-    from dlrun.cli import main
-
-    main()
 
 
 def reset_stop() -> None:
@@ -249,7 +246,7 @@ def check_fingerprint(run_dir: Path, new: dict[str, Any], *, spec_only: bool = F
     changes = fingerprint_diff(old, new)
     if changes:
         shown = "; ".join(changes[:6]) + (f"; … ({len(changes)} in all)" if len(changes) > 6 else "")
-        raise InputError(
+        raise FingerprintMismatch(
             f"--resume: {run_dir} was run with another config ({shown}); resuming would mix results. "
             "Use the run's own config (its config.yaml), or choose a new --out"
         )

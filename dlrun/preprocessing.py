@@ -19,8 +19,9 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, PowerTransformer, RobustScaler, StandardScaler
 
+from dlrun.dotted import suggest
 from dlrun.errors import DataError
-from dlrun.spec import PreprocessingSpec, suggest
+from dlrun.spec import PreprocessingSpec
 
 TASKS = ("binary", "multiclass", "regression")
 

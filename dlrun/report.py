@@ -166,7 +166,8 @@ def remove_stale_temps(run_dir: Path) -> list[Path]:
     folders = [root] + [d for d in root.iterdir() if d.is_dir() and not (d / LOCK).exists()]
     removed = []
     for folder in folders:
-        for pattern in (".*.tmp", ".*.tmp.keras", ".*.part"):
+        # .x.tmp (atomic_path), .model.keras.x.tmp.keras and an older dlrun's .model.tmp.keras.x.keras
+        for pattern in (".*.tmp", ".*.tmp.keras*", ".*.part"):
             for tmp in folder.glob(pattern):
                 if tmp.is_file():
                     tmp.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dlrun import lifecycle, report, stats
+from dlrun.catalog import CV_MODES, TRAIN_MODES
 from dlrun.datasets import Dataset, load_dataset
 from dlrun.engines.base import Engine, FitJob, FitResult
 from dlrun.errors import DlrunError, InputError, Interrupted, RunError, SpecError
@@ -28,7 +29,7 @@ from dlrun.preprocessing import Preprocessor
 from dlrun.progress import NullReporter, Reporter
 from dlrun.progress import fmt_value as _fmt
 from dlrun.scoring import HIGHER_IS_BETTER, baseline_name, baseline_scores, check_metrics, score
-from dlrun.spec import CV_MODES, TRAIN_MODES, Spec, resolved_dict
+from dlrun.spec import Spec, resolved_dict
 from dlrun.splits import Fold, concrete_repeats, make_folds, splits_digest
 from dlrun.summary import headline_block
 
@@ -642,7 +643,7 @@ def chunk_plan(engine: Any, prep: Prepared, folds: list[Fold]) -> list[list[Fold
         return [list(folds)]
     from dlrun.engines.base import FitJob
 
-    # the sizing reads only the row counts of each fold
+    # the sizing reads only the row counts of each fold (train, validation, test)
     stubs = [
         FitJob(
             repeat=f.repeat,
@@ -651,6 +652,7 @@ def chunk_plan(engine: Any, prep: Prepared, folds: list[Fold]) -> list[list[Fold
             x_train=np.empty((len(f.train), 0), np.float32),
             y_train=np.empty((len(f.train),), np.float32),
             x_val=np.empty((len(f.val), 0), np.float32) if len(f.val) else None,
+            x_test=np.empty((len(f.test), 0), np.float32) if len(f.test) else None,
         )
         for f in folds
     ]
@@ -728,6 +730,10 @@ def _guard_startup(writer: report.RunWriter, state: dict[str, Any], argv: list[s
     try:
         yield state
         lifecycle.check_stop()
+    except lifecycle.FingerprintMismatch:
+        if state.get("previous"):  # the folder is another run's: leave its record as it was
+            writer.write_state(state["previous"])
+        raise
     except (KeyboardInterrupt, Interrupted) as exc:
         _fail(writer, state, exc)
         raise Interrupted(interrupted_message(state, writer.path, argv, command)) from None
@@ -842,14 +848,15 @@ def run_cv_auto(
             reached = "target"
             break
         if r >= most:
-            why = f"evaluation.max_repeats = {most} was reached with half-width {_fmt(half)} > target {target:g}"
+            shown = stats.format_number(half, d)
+            why = f"evaluation.max_repeats = {most} was reached with half-width {shown} > target {target:g}"
             reached = "max_repeats"
             break
         if floor is not None and floor > target:
             why = (
                 f"the target {target:g} cannot be reached: the Nadeau\u2013Bengio interval keeps its n_test/n_train "
                 f"term however many repeats are added, so its half-width stays above about {floor:.{d}f} "
-                f"(now {_fmt(half)}); more data would narrow it, more repeats cannot"
+                f"(now {half:.{d}f}); more data would narrow it, more repeats cannot"
             )
             reached = "unreachable"
             break
@@ -1165,7 +1172,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             "interval treats folds as independent and is too narrow; the *repeats* interval is the precision of "
             "the cross-validation estimate for this dataset (how much it moves with another split).",
             "- Intervals of bounded metrics are built on a scale that keeps them inside the metric's range "
-            "(logit for scores in [0, 1], log for errors; R² is capped at 1).",
+            "(the plain interval clipped to [0, 1] for scores in [0, 1], the log scale for errors; R² is capped at 1).",
         ]
         lines += ["", f"No-skill baseline: {summary['baseline']['model']} on the same folds.", ""]
         lines += [f"| metric | mean | {conf}% CI low | {conf}% CI high |", "|---|---|---|---|"]

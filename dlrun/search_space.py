@@ -17,10 +17,15 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
+from dlrun.catalog import CV_MODES, SEARCH_SETTINGS
+from dlrun.dotted import set_path, suggest
+from dlrun.errors import SpecError
 
 # Searching these would change what is measured (the rows, the folds, the seeds) or nothing at all.
 _FORBIDDEN = {
@@ -145,7 +150,6 @@ def _num(v: Any) -> bool:
 
 def _check_entry(where: str, entry: Any) -> list[tuple[str, str]]:
     """The entry's own fields."""
-    from dlrun.spec import suggest
 
     if not isinstance(entry, dict):
         return [(where, f"must be a mapping like {{type: float, low: 0.001, high: 0.1, log: true}}, got {entry!r}")]
@@ -199,7 +203,6 @@ def _tokens(path: str) -> list[str | int]:
 
 def _check_path(resolved: dict[str, Any], path: str, where: str) -> list[tuple[str, str]]:
     """That ``path`` names a field of the spec (or an argument of an existing layer/optimizer/loss entry)."""
-    from dlrun.spec import suggest
 
     parts = _tokens(path)
     if not parts or "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".") != path:
@@ -236,7 +239,6 @@ def _check_path(resolved: dict[str, Any], path: str, where: str) -> list[tuple[s
 
 def set_value(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """A copy of ``raw`` with ``path`` set to ``value`` (as ``--set`` would)."""
-    from dlrun.spec import set_path
 
     out = copy.deepcopy(raw)
     set_path(out, path, copy.deepcopy(value))
@@ -251,20 +253,21 @@ def base_raw(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_search(raw: dict[str, Any], values: bool = True) -> list[tuple[str, str]]:
+def check_search(
+    raw: dict[str, Any], validate: Callable[[dict[str, Any]], Any], values: bool = True
+) -> list[tuple[str, str]]:
     """Every problem of the ``search`` section and ``evaluation.outer`` of a raw spec.
 
     Args:
         raw: The raw spec mapping.
+        validate: The spec validator (:func:`dlrun.spec.validate`), passed in because the spec's
+            own validation calls this function.
         values: Also validate the spec at each distribution's extremes and each choice
             (only meaningful when the rest of the spec is valid).
 
     Returns:
         ``(dotted.path, message)`` pairs; empty when all is well.
     """
-    from dlrun.errors import SpecError
-    from dlrun.spec import CV_MODES, SEARCH_SETTINGS, validate
-
     search = raw.get("search")
     ev: dict[str, Any] = raw["evaluation"] if isinstance(raw.get("evaluation"), dict) else {}
     problems: list[tuple[str, str]] = []

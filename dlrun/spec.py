@@ -8,7 +8,6 @@ nearest valid name for a typo. Nothing in this module imports TensorFlow or Kera
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import typing
 from pathlib import Path
@@ -25,12 +24,13 @@ from pydantic import (
 )
 
 from dlrun import _keras_names as kn
+from dlrun.catalog import CV_MODES, SEARCH_SETTINGS
+from dlrun.dotted import set_path, suggest
 from dlrun.errors import SpecError
+from dlrun.search_space import check_search
 
 Task = Literal["auto", "binary", "multiclass", "regression"]
 Mode = Literal["split", "validation_split", "none", "kfold", "repeated_kfold", "repeated_split"]
-TRAIN_MODES = ("split", "validation_split", "none")
-CV_MODES = ("kfold", "repeated_kfold", "repeated_split")
 
 NAMED_DATASETS = (
     "sonar",
@@ -48,12 +48,6 @@ KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 CLASSIFICATION_METRICS = ("accuracy", "roc_auc", "f1", "precision", "recall", "log_loss", "balanced_accuracy")
 REGRESSION_METRICS = ("mae", "rmse", "mse", "r2")
-
-def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the nearest choice, or ``""``."""
-    lower = {c.lower(): c for c in choices}
-    hits = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
-    return f" (did you mean '{lower[hits[0]]}'?)" if hits else ""
 
 
 def _accepts_bool(annotation: Any) -> bool:
@@ -352,7 +346,6 @@ class SweepSpec(_Section):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
 
 
-SEARCH_SETTINGS = ("space", "trials", "sampler", "direction", "seed", "batch", "racing", "racing_stages", "top")
 
 
 class SearchSpec(_Section):
@@ -804,58 +797,6 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
-def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``raw[a][b][2][c] = value`` for ``key = 'a.b[2].c'``, creating mappings as needed.
-
-    Where a step names the key of a one-key mapping list entry (``compile.optimizer.SGD``)
-    the path walks into it, so ``compile.optimizer.SGD.learning_rate=0.1`` works.
-    """
-    parts: list[str | int] = [m.group(1) if m.group(1) is not None else int(m.group(2)) for m in _TOKEN.finditer(key)]
-    if not parts:
-        raise SpecError([("--set", f"empty key in '{key}'")])
-    node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        nxt = parts[i + 1]
-        if isinstance(part, int):
-            if not isinstance(node, list) or part >= len(node):
-                raise SpecError([(key, f"index [{part}] is out of range")])
-            node = node[part]
-            continue
-        if isinstance(node, str) and isinstance(nxt, str):
-            node = None
-        if not isinstance(node, dict):
-            raise SpecError([(key, f"cannot set '{part}' inside a {type(node).__name__}")])
-        child = node.get(part)
-        if isinstance(child, str) and child == nxt:
-            # "optimizer: sgd" overridden as optimizer.SGD.learning_rate
-            child = {child: {}}
-            node[part] = child
-        if isinstance(child, str) and i + 1 < len(parts) - 1:
-            child = {str(nxt): {}}
-            node[part] = child
-        if child is None:
-            child = [] if isinstance(nxt, int) else {}
-            node[part] = child
-        if isinstance(child, dict) and isinstance(nxt, str) and len(child) == 1 and nxt not in child:
-            only = next(iter(child))
-            if only.lower() == nxt.lower():
-                # same optimizer, different case: keep the user's spelling
-                child[nxt] = child.pop(only)
-            elif part in ("optimizer", "loss") and i + 1 < len(parts) - 1:
-                node[part] = child = {nxt: {}}
-        node = child
-    last = parts[-1]
-    if isinstance(last, int):
-        if not isinstance(node, list) or last >= len(node):
-            raise SpecError([(key, f"index [{last}] is out of range")])
-        node[last] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise SpecError([(key, f"cannot set '{last}' inside a {type(node).__name__}")])
 
 
 class _Loader(yaml.SafeLoader):
@@ -944,9 +885,7 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Spec:
         if p not in problems:
             problems.append(p)
     if isinstance(raw.get("search"), dict) or _sub(raw, "evaluation", "outer") is not None:
-        from dlrun.search_space import check_search
-
-        problems += [p for p in check_search(raw, values=not problems) if p not in problems]
+        problems += [p for p in check_search(raw, validate, values=not problems) if p not in problems]
     if problems or spec is None:
         # one readable line each: a huge value is never echoed in full
         problems = [(p, m if len(m) <= 400 else m[:380] + f"… ({len(m)} characters)") for p, m in problems]
@@ -992,4 +931,3 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "dlrun experiment spec"
     return schema
-

@@ -31,6 +31,7 @@ MOVES: dict[str, str] = {
     "spec": "spec.schema",
     "_keras_names": "spec.keras_names",
     "search_space": "spec.search_space",
+    "dotted": "spec.dotted",
     "shapes": "spec.shapes",
     # data
     "datasets": "data.sources",
@@ -96,11 +97,15 @@ def rewrite(text: str) -> tuple[str, int]:
     count = 0
 
     def dotted(m: re.Match[str]) -> str:
+        rest = m.string[m.end() : m.end() + 8]
+        before = m.string[max(0, m.start() - 7) : m.start()]
+        module_use = rest[:1] in (".", '"', "'") or rest.startswith(" import") or before == "import "
+        if m.group(2) == "compare" and not module_use:
+            return m.group(0)  # `dlrun.compare` itself is the API function, which keeps its name
         return f"{m.group(1)}{MOVES[m.group(2)]}"
 
     # dlrun.old (imports, importlib strings, docs) and dlrun/old.py (paths in docs and comments)
-    # (not `dlrun.compare(...)`: a call is the API function, which keeps its name)
-    text, n = re.subn(rf"(\bdlrun\.)({names})\b(?!\.py)(?!\(|\*)", dotted, text)
+    text, n = re.subn(rf"(\bdlrun\.)({names})\b(?!\.py)", dotted, text)
     count += n
 
     def path(m: re.Match[str]) -> str:

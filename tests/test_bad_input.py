@@ -240,3 +240,11 @@ def test_batch_keeps_every_problem_of_a_failed_config(tmp_path: Path, capsys: An
     table = pd.read_csv(tmp_path / "b" / "batch.csv")
     error = str(table["error"].iloc[0])
     assert "trainig" in error and "seed" in error
+
+
+def test_compare_with_one_run_is_exit_2(tmp_path: Path, capsys: Any) -> None:
+    run = tmp_path / "only"
+    run.mkdir()
+    (run / "summary.json").write_text("{}")
+    code, _, err = run_main(["compare", run], capsys)
+    assert code == 2 and "at least two" in err

@@ -30,21 +30,21 @@ from dlrun.spec import validate
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 
-# task -> (spec overrides, expected per-epoch history columns, held-out metrics)
+# task -> (spec overrides, expected per-epoch history columns (test_: the held-out rows), held-out metrics)
 TRAIN_CASES: dict[str, dict[str, Any]] = {
     "binary": {
         "evaluation": {"mode": "split", "validation_split": 0.2},
-        "history": {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"},
+        "history": {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"},
         "metrics": ["accuracy", "roc_auc", "f1", "precision", "recall"],
     },
     "multiclass": {
         "evaluation": {"mode": "split"},
-        "history": {"epoch", "loss", "accuracy"},
+        "history": {"epoch", "loss", "accuracy", "test_loss", "test_accuracy"},
         "metrics": ["accuracy", "f1", "precision", "recall"],
     },
     "regression": {
         "evaluation": {"mode": "split", "validation_split": 0.2},
-        "history": {"epoch", "loss", "mae", "val_loss", "val_mae"},
+        "history": {"epoch", "loss", "mae", "val_loss", "val_mae", "test_loss", "test_mae"},
         "metrics": ["mae", "rmse", "r2"],
     },
 }

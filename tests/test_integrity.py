@@ -412,3 +412,95 @@ def test_chunks_are_planned_over_the_whole_run_and_saved_whole(tmp_path: Path) -
     commit.add(folds[4], part(folds[4]))
     assert sorted(writer.read_parts()) == [(0, 2), (0, 3), (0, 4)]
     assert len(list((writer.path / layout.PARTS).glob(report.PART_GLOB))) == 2
+
+
+def test_resuming_on_other_data_is_refused_and_the_run_is_left_as_it_was(
+    runs: dict[str, Path], tmp_path: Path, capsys: Any
+) -> None:
+    cv = _copy(runs["cv"], tmp_path / "cv")
+    fp = json.loads((cv / report.FINGERPRINT).read_text())
+    (cv / report.FINGERPRINT).write_text(json.dumps({**fp, "data_sha256": "0" * 64}))
+    state = json.loads((cv / layout.STATE).read_text())
+    code, _, err = run_main(["cv", runs["cv_spec"], "--out", cv, "--resume"], capsys)
+    assert code == 2 and "the data (sha256)" in err
+    after = json.loads((cv / layout.STATE).read_text())
+    assert {k: v for k, v in after.items() if k != "updated"} == {k: v for k, v in state.items() if k != "updated"}
+
+
+@pytest.mark.parametrize("budget", [1024.0, 0.6, 0.2])  # one chunk, 3 + 2, one model each
+def test_the_chunk_plan_sizes_chunks_as_the_stacked_engine_does(budget: float) -> None:
+    from dlrun.engines.base import make_engine
+    from dlrun.runner import chunk_plan, make_job, prepare
+    from dlrun.spec import validate
+
+    raw = tiny_spec(mode="kfold", evaluation={"folds": 5}, runtime={"memory_budget_mb": budget})
+    prep = prepare(validate(raw))
+    engine = make_engine("stacked", prep.spec, prep.task, prep.input_shape, prep.n_outputs)
+    jobs = [make_job(prep, f)[0] for f in prep.folds]
+    per = engine.models_per_chunk(jobs)  # what the engine itself uses on the real arrays
+    size = -(-len(jobs) // -(-len(jobs) // per))
+    engines_own = [[j.fold for j in jobs[i : i + size]] for i in range(0, len(jobs), size)]
+    assert [[f.fold for f in c] for c in chunk_plan(engine, prep, list(prep.folds))] == engines_own
+
+
+def test_a_stacked_chunk_with_a_flipped_byte_retrains_whole_and_identical(
+    tmp_path: Path, capsys: Any, spec_file: Any
+) -> None:
+    spec = spec_file(tiny_spec(mode="kfold", epochs=3, evaluation={"folds": 3}, runtime={"engine": "stacked"}))
+    ref = tmp_path / "ref"
+    assert run_main(["cv", spec, "--out", ref], capsys)[0] == 0
+    run = _copy(ref, tmp_path / "run")
+    (part,) = list((run / layout.PARTS).glob(report.PART_GLOB))  # one chunk of three folds, one file
+    data = part.read_bytes()
+    part.write_bytes(_flip(data, len(data) // 2))
+    (run / layout.SCORES).unlink()
+    code, out, err = run_main(["cv", spec, "--out", run, "--resume"], capsys)
+    assert code == 0, err
+    assert part.name in out + err
+    a = pd.read_csv(run / layout.SCORES).drop(columns=TIMING)
+    pd.testing.assert_frame_equal(a, pd.read_csv(ref / layout.SCORES).drop(columns=TIMING))
+
+
+def test_a_train_run_with_a_damaged_checkpoint_restarts_and_ends_identical(
+    runs: dict[str, Path], tmp_path: Path, capsys: Any
+) -> None:
+    from dlrun.checkpoint import encode_checkpoint
+
+    run = _copy(runs["train"], tmp_path / "train")
+    state = json.loads((run / layout.STATE).read_text())
+    (run / layout.STATE).write_text(json.dumps({**state, "status": "running"}))  # killed mid-training
+    for name in (layout.SUMMARY_JSON, layout.PREDICTIONS, layout.HISTORY):
+        (run / name).unlink()
+    ckpt = layout.checkpoint_file(run)
+    fake = {"epoch": 1, "history": {"loss": [9.0]}, "model_variables": [np.ones(3)], "optimizer_variables": []}
+    report.write_sealed(ckpt, encode_checkpoint(fake))
+    ckpt.write_bytes(ckpt.read_bytes()[:-30])  # truncated by the kill
+    code, out, err = run_main(["train", runs["train_spec"], "--out", run, "--resume"], capsys)
+    assert code == 0, err
+    assert "state.npz" in out + err and (ckpt.parent / "state.npz.corrupt").exists()
+    for name in (layout.PREDICTIONS, layout.HISTORY):
+        pd.testing.assert_frame_equal(pd.read_csv(run / name), pd.read_csv(runs["train"] / name))
+
+
+def test_a_signal_while_the_sweep_writes_its_table_ends_130_marked_interrupted(
+    tmp_path: Path, capsys: Any, spec_file: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlrun import sweep
+
+    spec = spec_file(tiny_spec(epochs=1))
+    folder = tmp_path / "sw"
+    real = sweep._sweep_plots
+
+    def plots_then_signal(*args: Any, **kwargs: Any) -> Any:
+        lifecycle._handler(signal.SIGTERM, None)  # arrives while the plots are drawn
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "_sweep_plots", plots_then_signal)
+    try:
+        code, _, err = run_main(["sweep", spec, "--grid", "training.batch_size=8,16", "--out", folder], capsys)
+    finally:
+        lifecycle.reset_stop()
+    assert code == 130
+    assert report.read_json(folder / layout.SWEEP_STATE)["status"] == "interrupted"
+    assert f"dlrun sweep {spec} --grid training.batch_size=8,16 --out {folder} --resume" in err
+    assert (folder / layout.SWEEP_CSV).exists()  # written whole before the stop

@@ -213,7 +213,8 @@ def test_bad_optimizer_argument_names_compile_optimizer() -> None:
 
 def test_bad_callback_argument_names_the_callback() -> None:
     with pytest.raises(SpecError) as exc:
-        make_callbacks(_spec([{"Dense": {"units": 1}}], training={"callbacks": [{"EarlyStopping": {"patiense": 3, "monitor": "loss"}}]}))
+        callbacks = [{"EarlyStopping": {"patiense": 3, "monitor": "loss"}}]
+        make_callbacks(_spec([{"Dense": {"units": 1}}], training={"callbacks": callbacks}))
     path, _ = _problem(exc)
     assert path.startswith("training.callbacks[0].EarlyStopping")
 

@@ -394,8 +394,8 @@ def _fake_summary(repeats: int, std: float, k: int = 10) -> dict[str, object]:
     [
         (0.01, 0.02, 20, "target", [3]),  # narrow from the start
         (0.05, 0.02, 20, "unreachable", [3]),  # floor 1.96·√(20/180)·std ≈ 0.033 > 0.02
-        (0.03, 0.022, 20, "target", [3, 6]),  # reachable: needs a second chunk
-        (0.03, 0.022, 4, "max_repeats", [3, 4]),  # … but the maximum comes first
+        (0.03, 0.021, 20, "target", [3, 6]),  # reachable: needs a second chunk
+        (0.03, 0.021, 4, "max_repeats", [3, 4]),  # … but the maximum comes first
     ],
 )
 def test_adaptive_repeats_stop_and_say_why(

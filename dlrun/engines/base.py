@@ -180,3 +180,28 @@ def make_engine(
     """Build engine ``name`` for a spec (``options`` go to its constructor, e.g. ``keep_model``)."""
     engine: Engine = engine_class(name)(spec, task, input_shape, n_outputs, **options)
     return engine
+
+
+# ----------------------------------------------------------------------------- checks every engine makes
+def check_spec(spec: Any) -> None:
+    """Problems every engine refuses, raised before training.
+
+    Raises:
+        SpecError: A callback monitors held-out ``test_`` scores (they must never
+            steer training).
+    """
+    from dlrun.errors import SpecError
+
+    problems = []
+    for j, (name, args) in enumerate(spec.training.callback_entries):
+        monitor = str(args.get("monitor", "val_loss"))
+        if monitor.startswith("test_"):
+            problems.append(
+                (
+                    f"training.callbacks[{j}].{name}.monitor",
+                    f"'{monitor}' is a held-out score and may not steer training; monitor val_{monitor[5:]} "
+                    "(set evaluation.validation_split) or a training metric",
+                )
+            )
+    if problems:
+        raise SpecError(problems)

@@ -137,3 +137,47 @@ def compiled_metrics(model: Any) -> list[tuple[Any, bool]]:
     if cm is None:
         return []
     return [(m, False) for m in cm._flat_metrics if m] + [(m, True) for m in cm._flat_weighted_metrics if m]
+
+
+def stateless_call_with_row_mask(
+    model: Any, tv: Any, ntv: Any, x: Any, row_mask: Any
+) -> tuple[Any, list[Any], list[Any]]:
+    """``model.stateless_call(tv, ntv, x, training=True, return_losses=True)`` for a Sequential
+    model, with ``row_mask`` ``(B,)`` given to every BatchNormalization layer.
+
+    Keras' own call hands a mask on only through layers that propagate masks (Dense does, Conv2D
+    and Flatten do not), so BatchNormalization after a convolution would count padded rows in
+    its batch statistics. This is ``Layer.stateless_call``'s body with the layers called in turn
+    (``Sequential.call``'s loop: ``_call_has_mask_arg``, ``_call_has_training_arg``).
+
+    Returns:
+        ``(outputs, non-trainable values, losses)`` as ``stateless_call`` returns them.
+    """
+    import keras
+
+    mapping = list(zip(model.trainable_variables, tv)) + list(zip(model.non_trainable_variables, ntv))
+    with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+        h = x
+        mask = None
+        for layer in model.layers:
+            kwargs: dict[str, Any] = {}
+            if layer._call_has_training_arg:
+                kwargs["training"] = True
+            if isinstance(layer, keras.layers.BatchNormalization):
+                # its mask covers every axis but the features: the row mask repeated over them
+                lead = tuple(h.shape[:-1])
+                kwargs["mask"] = keras.ops.broadcast_to(
+                    keras.ops.reshape(row_mask, (lead[0],) + (1,) * (len(lead) - 1)), lead
+                )
+            elif layer._call_has_mask_arg and mask is not None:
+                kwargs["mask"] = mask
+            h = layer(h, **kwargs)
+            if isinstance(layer, keras.layers.BatchNormalization):
+                h = strip_mask(h)  # the row mask is ours: later layers would warn that they drop it
+            mask = keras_mask(h)
+        losses = list(model.losses)
+    new_ntv = []
+    for v, old in zip(model.non_trainable_variables, ntv):
+        cur = scope.get_current_value(v)
+        new_ntv.append(old if cur is None else cur)
+    return h, new_ntv, losses

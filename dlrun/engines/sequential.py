@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from dlrun.engines.base import EpochCallback, EpochEvent, FitJob, FitResult
+from dlrun.engines.base import EpochCallback, EpochEvent, FitJob, FitResult, check_spec
 from dlrun.errors import RunError
 from dlrun.models import build_model, compile_model, make_callbacks, resolve_compile
 from dlrun.runtime import seed_everything
@@ -52,8 +52,6 @@ class SequentialEngine:
         self.keep_model = keep_model
         self.extra_callbacks = extra_callbacks or []
         self.compile_cfg = resolve_compile(spec, task)
-        from dlrun.engines.stacked import check_spec
-
         check_spec(spec)
 
     def build(self, seed: int) -> Any:
@@ -190,7 +188,7 @@ class _TestScores:
     """A Keras callback adding held-out ``test_`` loss and metrics to each epoch's logs.
 
     Registered first, so History and checkpoints record the values;
-    :func:`dlrun.engines.stacked.check_spec` refuses any callback monitoring them.
+    :func:`dlrun.engines.base.check_spec` refuses any callback monitoring them.
     """
 
     def __new__(cls, job: FitJob, batch_size: int) -> Any:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -41,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from dlrun.engines.base import EpochCallback, EpochEvent, FitJob, FitResult
+from dlrun.engines.base import EpochCallback, EpochEvent, FitJob, FitResult, check_spec
 from dlrun.errors import SpecError
 from dlrun.spec import Spec
 
@@ -69,10 +70,13 @@ def unsupported_reason(spec: Spec, task: str) -> str | None:
         SpecError: A problem any engine would refuse (e.g. early stopping on ``test_``).
     """
     check_spec(spec)
-    import keras
+    from dlrun.runtime import backend_name
 
-    if keras.backend.backend() != "jax":
-        return f"the stacked engine runs on the JAX backend, and Keras runs on {keras.backend.backend()}"
+    # without importing Keras: a support check may run before setup chose the backend
+    asked = getattr(spec.runtime, "backend", "auto")
+    backend = asked if asked != "auto" and "keras" not in sys.modules else backend_name()
+    if backend != "jax":
+        return f"the stacked engine runs on the JAX backend, and Keras runs on {backend}"
     if spec.runtime.mixed_precision:
         return "runtime.mixed_precision: the stacked engine trains in float32 only"
     for j, (name, _args) in enumerate(spec.training.callback_entries):
@@ -84,36 +88,14 @@ def unsupported_reason(spec: Spec, task: str) -> str | None:
                 f"model.layers[{i}].{name}.activity_regularizer: Keras sums it over the rows of a batch, "
                 "which padded batches would change"
             )
-    from dlrun.models import make_optimizer, resolve_compile
-
-    opt = make_optimizer(resolve_compile(spec, task))
-    if getattr(opt, "use_ema", False):
-        return "compile.optimizer.use_ema: the stacked engine does not keep moving averages of weights"
-    if getattr(opt, "gradient_accumulation_steps", None):
-        return "compile.optimizer.gradient_accumulation_steps: not supported by the stacked engine"
+    opt_name, opt_args = spec.compile.optimizer_entry
+    if opt_args.get("use_ema"):
+        return f"compile.optimizer.{opt_name}.use_ema: the stacked engine does not keep moving averages of weights"
+    if (opt_args.get("gradient_accumulation_steps") or 1) > 1:
+        return f"compile.optimizer.{opt_name}.gradient_accumulation_steps: not supported by the stacked engine"
+    if opt_name.lower() in ("lossscaleoptimizer", "multioptimizer"):
+        return f"compile.optimizer.{opt_name}: wraps other optimizers; the stacked engine needs one optimizer"
     return None
-
-
-def check_spec(spec: Spec) -> None:
-    """Problems every engine refuses, raised before training.
-
-    Raises:
-        SpecError: An EarlyStopping monitors held-out ``test_`` scores (they must never
-            steer training).
-    """
-    problems = []
-    for j, (name, args) in enumerate(spec.training.callback_entries):
-        monitor = str(args.get("monitor", "val_loss"))
-        if monitor.startswith("test_"):
-            problems.append(
-                (
-                    f"training.callbacks[{j}].{name}.monitor",
-                    f"'{monitor}' is a held-out score and may not steer training; monitor val_{monitor[5:]} "
-                    "(set evaluation.validation_split) or a training metric",
-                )
-            )
-    if problems:
-        raise SpecError(problems)
 
 
 # ============================================================================= per-model hyperparameters
@@ -171,15 +153,10 @@ def _structure(spec: Spec) -> Any:
     layers = raw.get("model", {}).get("layers", [])
     raw = {**raw, "model": {**raw.get("model", {}), "layers": layers}}
     scal = hparam_paths(spec)
-    blanked = _without(raw, set(_flat_paths(scal)))
+    blanked = _without(raw, set(scal))  # resolved_dict spells paths as --set does
     for key in ("name", "output_dir", "sweep"):
         blanked.pop(key, None)
     return blanked
-
-
-def _flat_paths(scal: dict[str, float]) -> list[str]:
-    # resolved_dict spells a layer as layers[i].Name.arg, the same as our paths
-    return list(scal)
 
 
 def shared_groups(specs: Sequence[Spec]) -> list[list[int]]:
@@ -329,8 +306,6 @@ class StackedEngine:
         self.has_bn = any(type(layer).__name__.startswith("BatchNormalization") for layer in model.layers)
         self.callbacks = make_callbacks(self.spec)
         self.metrics_built = False
-        if self.has_bn:
-            self._check_mask_reaches_output()
 
     def _build_metrics(self, y_sample: np.ndarray) -> None:
         """Build the compiled metrics on the real target shape (as ``fit`` does on its first batch)."""
@@ -349,27 +324,6 @@ class StackedEngine:
         self.log_names = ["loss", *self.metric_names]
         self.stops = self._stops(self.callbacks)
         self.metrics_built = True
-
-    def _check_mask_reaches_output(self) -> None:
-        import jax.numpy as jnp
-
-        from dlrun.engines import keras_compat as kc
-
-        x = jnp.zeros((2, *self.input_shape), jnp.float32)
-        mask = jnp.array([True, False])
-        out, _ = self.model.stateless_call(
-            [v.value for v in self.tvars], [v.value for v in self.ntvars], x, training=True, mask=mask
-        )
-        if kc.keras_mask(out) is None:
-            raise SpecError(
-                [
-                    (
-                        "runtime.engine",
-                        "the stacked engine cannot keep padded rows out of BatchNormalization's batch statistics "
-                        "here (a layer before it does not pass Keras masks on); use runtime.engine: sequential",
-                    )
-                ]
-            )
 
     def _stops(self, callbacks: list[Any]) -> list[_Stop]:
         from dlrun.engines import keras_compat as kc
@@ -510,11 +464,7 @@ class StackedEngine:
         """Stacked initial variables of ``jobs``: weights drawn per model unless given (resume)."""
         with _LOCK:
             self._build_metrics(jobs[0].y_train)
-        import jax
         import jax.numpy as jnp
-        import keras
-
-        from dlrun.engines import keras_compat as kc
 
         if all(j.initial_weights is not None for j in jobs):  # resume: nothing to draw
             tv = [np.repeat(np.asarray(v.value)[None], len(jobs), axis=0) for v in self.tvars]
@@ -545,7 +495,6 @@ class StackedEngine:
                         raise SpecError([(path, "a learning-rate schedule cannot differ per model")])
                     ov[self.lr_index][m] = value
         mv = [np.repeat(np.asarray(v.value)[None], m_count, axis=0) for v in self.mvars]
-        del keras, kc, jax
         return {"tv": tv, "ntv": ntv, "ov": ov, "mv": mv}
 
     def _init_program(self) -> Any:
@@ -725,9 +674,6 @@ class StackedEngine:
         import jax
         import jax.numpy as jnp
 
-        stops = self.stops
-        restore = any(s.restore for s in stops)
-
         def epoch_body(carry: Any, inp: Any) -> Any:
             state, es = carry
             perm, epoch = inp
@@ -766,7 +712,6 @@ class StackedEngine:
             es = self._es_update(es, st, logs, epoch, active, data)
             return (new_state, es), (logs, active)
 
-        del restore
         (state, es), (logs, active) = jax.lax.scan(epoch_body, (state, es), (perms, epochs))
         return state, es, logs, active
 
@@ -790,10 +735,10 @@ class StackedEngine:
 
         def loss_fn(tv: Any) -> Any:
             with _overrides(self, hp):
-                kwargs = {"mask": mask} if mask is not None else {}
-                y_pred, ntv, losses = model.stateless_call(
-                    tv, st["ntv"], x, training=True, return_losses=True, **kwargs
-                )
+                if mask is not None:  # padded rows stay out of BatchNormalization's batch statistics
+                    y_pred, ntv, losses = kc.stateless_call_with_row_mask(model, tv, st["ntv"], x, mask)
+                else:
+                    y_pred, ntv, losses = model.stateless_call(tv, st["ntv"], x, training=True, return_losses=True)
                 y_pred = kc.strip_mask(y_pred)
                 loss = self.loss(y, y_pred, sample_weight=loss_w)
                 if losses:
@@ -841,10 +786,9 @@ class StackedEngine:
         loss = self.loss(y, y_pred, sample_weight=loss_w)
         if losses:
             loss = loss + sum(losses)
-        with keras.StatelessScope(state_mapping=list(zip(self.mvars, mv0))) as scope:
+        with keras.StatelessScope(state_mapping=list(zip(self.mvars, mv0))):
             self._update_metrics(y, y_pred, None, valid)
             res = self.model.get_metrics_result()
-        del scope
         return jnp.stack(
             [jnp.asarray(loss, jnp.float32), *[jnp.asarray(res[k], jnp.float32) for k in self.metric_names]]
         )
@@ -924,7 +868,8 @@ class StackedEngine:
 
 # ============================================================================= helpers
 class _Progress:
-    """Turns the per-block epoch logs into :class:`EpochEvent` s, one per epoch across blocks."""
+    """Turns a block's epoch logs into :class:`EpochEvent` s: one per program call (epochs run
+    inside the program, so reporting each of them would only repeat lines), at its last epoch."""
 
     def __init__(self, jobs: list[FitJob], epochs: int, on_epoch: EpochCallback | None) -> None:
         self.on_epoch = on_epoch
@@ -932,17 +877,19 @@ class _Progress:
         self.lock = threading.Lock()
 
     def report(self, jobs: list[FitJob], epochs: range, logs: np.ndarray, active: np.ndarray, names: list[str]) -> None:
+        """``logs`` ``(M, E, K)`` and ``active`` ``(M, E)`` of the block's models over ``epochs``."""
         if self.on_epoch is None:
             return
+        ran = np.flatnonzero(active.any(axis=0))
+        if not len(ran):
+            return
+        e_i = int(ran[-1])
+        act = active[:, e_i]
+        vals = logs[act, e_i].mean(axis=0)
+        keep = {n: float(v) for n, v in zip(names, vals) if not n.startswith(("val_", "test_"))}
+        keys = tuple(j.key for j, a in zip(jobs, act) if a)
         with self.lock:
-            for e_i, e in enumerate(epochs):
-                act = active[:, e_i]
-                if not act.any():
-                    continue
-                vals = logs[act, e_i].mean(axis=0)
-                keep = {n: float(v) for n, v in zip(names, vals) if not n.startswith(("val_", "test_"))}
-                keys = tuple(j.key for j, a in zip(jobs, act) if a)
-                self.on_epoch(EpochEvent(keys=keys, epoch=e + 1, epochs=self.epochs, logs=keep))
+            self.on_epoch(EpochEvent(keys=keys, epoch=epochs[e_i] + 1, epochs=self.epochs, logs=keep))
 
 
 def _better(s: _Stop, current: Any, ref: Any) -> Any:
