@@ -98,13 +98,20 @@ def run_main(args: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 
 
 # ----------------------------------------------------------------------------- parallel runs
-# `make test` runs pytest-xdist with `--dist loadgroup`. A test file's tests stay together on one
-# worker (its module fixtures, a Ray instance or reference runs, are made once), except the files
-# named here, whose tests are long, independent subprocess runs and are spread over the workers.
-SPREAD_FILES = {"test_resume.py"}
+# `make test` runs pytest-xdist with `--dist loadgroup`. The tests of a file whose module fixtures
+# are expensive (a Ray instance, reference runs) stay together on one worker, so those are made
+# once; every other test is spread over the workers on its own, which balances the two cores.
+GROUPED_FILES = {
+    "test_api.py",
+    "test_cli.py",
+    "test_distributed.py",
+    "test_html_report.py",
+    "test_integrity.py",
+    "test_predict.py",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.name not in SPREAD_FILES and not item.get_closest_marker("xdist_group"):
+        if item.path.name in GROUPED_FILES and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(item.path.stem))

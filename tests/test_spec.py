@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from conftest import tiny_spec
 
+from dlrun.catalog import CV_MODES, TRAIN_MODES
 from dlrun.errors import InputError, SpecError
 from dlrun.spec import (
-    CV_MODES,
-    TRAIN_MODES,
     Spec,
     apply_overrides,
     json_schema,
