@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,18 @@ import yaml
 # The suite runs on dlrun's default backend (JAX) unless KERAS_BACKEND says otherwise
 # (CI runs a TensorFlow subset with KERAS_BACKEND=tensorflow).
 os.environ.setdefault("KERAS_BACKEND", "jax")
+
+# One persistent XLA compilation cache for the whole test session, made fresh by the pytest
+# process and inherited by its xdist workers and the dlrun subprocesses the tests start: many
+# tests compile the same tiny programs, and compiling each once cut the suite's CPU time by a
+# third (9 min 31 s to 6 min 18 s of user time on 2 cores). Assertions are unchanged: a cached
+# executable is the one XLA would compile.
+_OWN_XLA_CACHE = "PYTEST_XDIST_WORKER" not in os.environ and "DLRUN_TEST_JAX_CACHE" not in os.environ
+if _OWN_XLA_CACHE:
+    os.environ["DLRUN_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="dlrun-test-xla-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["DLRUN_TEST_JAX_CACHE"]
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 # /work/shared/data next to the repository: byte-exact offline copies of the named datasets.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -115,3 +129,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.name in GROUPED_FILES and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWN_XLA_CACHE:
+        shutil.rmtree(os.environ["DLRUN_TEST_JAX_CACHE"], ignore_errors=True)
