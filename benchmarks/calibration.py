@@ -1,7 +1,7 @@
 """Calibration study: do the intervals and tests dlrun reports mean what they say?
 
 Simulates many small datasets from known data-generating processes, cross-validates a
-fixed training procedure on each, and checks every interval and test ``dlrun.stats``
+fixed training procedure on each, and checks every interval and test ``dlrun.evaluation.stats``
 reports against the truth: the expected score of the procedure (a model trained on
 ``n_train`` rows of the process, scored on fresh rows), estimated from many models each
 scored on 20,000 fresh rows.
@@ -25,7 +25,7 @@ Design
   moved onto JAX; the statistics under test do not depend on which code trains the models).
 * **Designs.** 10-fold, 5-fold and 5×10 repeated k-fold (unstratified ``KFold``, so every fold
   has exactly n/k rows and every model in a design has the same ``n_train``).
-* **Intervals checked** (each computed by ``dlrun.stats.summarize_metric`` on that dataset's
+* **Intervals checked** (each computed by ``dlrun.evaluation.stats.summarize_metric`` on that dataset's
   fold scores, exactly as in a ``summary.json``): the headline (Nadeau–Bengio corrected,
   kept in the metric's range), the same unclipped, the naive fold interval and
   the per-repeat interval; coverage of the truth with a Wilson 95% interval.
@@ -59,7 +59,7 @@ from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dlrun import stats
+from dlrun.evaluation import stats
 
 N_ROWS = 200
 N_FEATURES = 10

@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     args = ap.parse_args()
 
-    from dlrun.runtime import import_tensorflow
+    from dlrun.engines.runtime import import_tensorflow
 
     tf = import_tensorflow()  # with dlrun's XLA flags
     from dlrun.engines.stacked import _batched_dense

@@ -30,14 +30,14 @@ def main() -> None:
     args = ap.parse_args()
 
     t_import = time.perf_counter()
-    from dlrun.runtime import quiet_tensorflow
+    from dlrun.engines.runtime import quiet_tensorflow
 
     quiet_tensorflow()  # dlrun's XLA flags
     from sklearn.datasets import make_classification
 
     from dlrun.engines.base import FitJob
     from dlrun.engines.stacked import StackedEngine
-    from dlrun.spec import validate
+    from dlrun.spec.schema import validate
 
     opt = {"SGD": {"learning_rate": 0.01, "momentum": 0.8}} if args.optimizer == "SGD" else args.optimizer
     spec = validate(

@@ -11,7 +11,7 @@
     print(c.verdict); c.table; c.tests
 
 Errors are the exception classes of :mod:`dlrun.errors` (the CLI maps them to exit codes).
-Nothing here prints: progress goes to a :class:`~dlrun.progress.Reporter` only when one is given.
+Nothing here prints: progress goes to a :class:`~dlrun.cli.progress.Reporter` only when one is given.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from dlrun.errors import InputError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dlrun.executors import Executor
-    from dlrun.progress import Reporter
-    from dlrun.spec import Spec
+    from dlrun.cli.progress import Reporter
+    from dlrun.execution.executors import Executor
+    from dlrun.spec.schema import Spec
 
 
 # ----------------------------------------------------------------------------- results
@@ -58,8 +58,8 @@ class RunResult:
         return None if m is None else str(m)
 
     def estimate(self, metric: str | None = None) -> Any:
-        """The reported value of ``metric`` (default: the main one) as a :class:`~dlrun.summary.Estimate`."""
-        from dlrun.summary import Summary
+        """The reported value of ``metric`` (default: the main one) as a :class:`~dlrun.evaluation.summary.Estimate`."""
+        from dlrun.evaluation.summary import Summary
 
         return Summary(self.summary).estimate(metric)
 
@@ -73,7 +73,7 @@ class Comparison:
         table: One row per run: its estimate and interval.
         tests: One row per comparison made (``a``, ``b``, the test's fields, ``paired``, ``reason``, ``verdict``).
         verdict: The sentence the CLI prints (for more than two runs, the summary line).
-        details: The full result of :func:`dlrun.compare.compare`.
+        details: The full result of :func:`dlrun.evaluation.compare.compare`.
     """
 
     metric: str
@@ -91,7 +91,7 @@ def load_config(config: str | Path | Mapping[str, Any] | Spec, overrides: list[s
         SpecError: The spec (with the overrides) is not valid.
         InputError: The file cannot be read.
     """
-    from dlrun.spec import Spec, apply_overrides, load_spec, resolved_dict, validate
+    from dlrun.spec.schema import Spec, apply_overrides, load_spec, resolved_dict, validate
 
     sets = list(overrides or [])
     if isinstance(config, Spec):
@@ -114,10 +114,11 @@ def run_dir_for(spec: Spec, out: str | Path | None, resume: bool, command: str |
         InputError: ``resume`` without ``out``; ``out`` is a file, or holds a run and ``resume`` is off;
             the spec's mode belongs to the other command.
     """
-    from dlrun import layout, report
+    from dlrun.store import io as report
+    from dlrun.store import layout
 
     if command is not None:
-        from dlrun.runner import check_command
+        from dlrun.runs.runner import check_command
 
         check_command(spec, command)
     if out is not None and Path(out).exists() and not Path(out).is_dir():
@@ -155,11 +156,11 @@ def run(
     """Run a spec (``train`` or ``cv``, as its evaluation mode says) and return the finished run.
 
     Args:
-        config: A YAML path, a dict of the spec, or a :class:`~dlrun.spec.Spec`.
+        config: A YAML path, a dict of the spec, or a :class:`~dlrun.spec.schema.Spec`.
         out: The run folder (default: ``output_dir/name/<timestamp>``).
         overrides: ``key.path=value`` strings, as ``--set``.
         resume: Continue the run in ``out``, skipping what is finished.
-        executor: ``local``, ``ray`` or an :class:`~dlrun.executors.Executor` for cv folds
+        executor: ``local``, ``ray`` or an :class:`~dlrun.execution.executors.Executor` for cv folds
             (default: ``runtime.executor``).
         reporter: Where progress goes (default: nowhere).
         command: ``train`` or ``cv`` to insist on one (the CLI does); None follows the mode.
@@ -171,9 +172,9 @@ def run(
         RunError: Training failed (exit 1).
         Interrupted: Ctrl-C or SIGTERM; the run can be resumed (exit 130).
     """
-    from dlrun.locking import RunLock
-    from dlrun.runner import check_smoothing, execute, run_cv, run_train
-    from dlrun.runtime import quiet_tensorflow
+    from dlrun.engines.runtime import quiet_tensorflow
+    from dlrun.runs.locking import RunLock
+    from dlrun.runs.runner import check_smoothing, execute, run_cv, run_train
 
     spec = load_config(config, overrides)
     if command not in (None, "train", "cv"):
@@ -202,8 +203,8 @@ def load(run_dir: str | Path) -> RunResult:
 
     import pandas as pd
 
-    from dlrun import layout
-    from dlrun.summary import Summary
+    from dlrun.evaluation.summary import Summary
+    from dlrun.store import layout
 
     path = Path(run_dir)
     sfile = path / layout.SUMMARY_JSON
@@ -231,14 +232,14 @@ def compare(*run_dirs: str | Path, metric: str | None = None, **options: Any) ->
     Args:
         run_dirs: Run folders, folders of runs, or glob patterns.
         metric: The metric to compare (default: the first run's main metric).
-        options: Passed on to :func:`dlrun.compare.compare` (e.g. ``rope``, ``pairs``, ``labels``).
+        options: Passed on to :func:`dlrun.evaluation.compare.compare` (e.g. ``rope``, ``pairs``, ``labels``).
 
     Raises:
         InputError: No run matches, or a run lacks the metric.
     """
     import pandas as pd
 
-    from dlrun import compare as cmp
+    from dlrun.evaluation import compare as cmp
 
     paths = cmp.expand_run_dirs([str(p) for p in run_dirs])
     result = cmp.compare([cmp.load_run(p) for p in paths], metric, **options)
@@ -269,7 +270,7 @@ def until_decided(
 ) -> str:
     """Add repeats to two cross-validation runs until the Bayesian test decides, or ``max_repeats``.
 
-    After each chunk of :data:`dlrun.splits.AUTO_CHUNK` repeats (trained at once by the engine,
+    After each chunk of :data:`dlrun.protocol.splits.AUTO_CHUNK` repeats (trained at once by the engine,
     into each run's own folder, its saved folds kept) the two runs are compared; it stops when
     one of P(A better), P(practically equal), P(B better) reaches 0.95.
 
@@ -286,12 +287,12 @@ def until_decided(
     Raises:
         InputError: Not exactly two runs, runs not on identical splits, or a run that cannot grow.
     """
-    from dlrun import compare as cmp
-    from dlrun import runner
-    from dlrun.locking import RunLock
-    from dlrun.report import CONFIG
-    from dlrun.spec import read_yaml, validate
-    from dlrun.splits import AUTO_CHUNK
+    from dlrun.evaluation import compare as cmp
+    from dlrun.protocol.splits import AUTO_CHUNK
+    from dlrun.runs import runner
+    from dlrun.runs.locking import RunLock
+    from dlrun.spec.schema import read_yaml, validate
+    from dlrun.store.io import CONFIG
 
     if len(paths) != 2:
         raise InputError(f"--until-decided compares exactly two runs; got {len(paths)}")

@@ -1,6 +1,6 @@
 """The one exception tree of dlrun.
 
-The core raises these and never prints or exits; ``dlrun.cli`` maps each class
+The core raises these and never prints or exits; ``dlrun.cli.app`` maps each class
 to an exit code and one readable line.
 """
 

@@ -1,4 +1,4 @@
-"""Regenerate dlrun/_keras_names.py from the installed Keras.
+"""Regenerate dlrun/spec/keras_names.py from the installed Keras.
 
 Usage: python scripts/gen_keras_names.py [OUTPUT]
 
@@ -34,7 +34,7 @@ def lower_names(mod: ModuleType) -> list[str]:
 
 
 def tables() -> dict[str, list[str]]:
-    """Every table of dlrun/_keras_names.py."""
+    """Every table of dlrun/spec/keras_names.py."""
     alias = lambda mod: list(getattr(mod, "ALL_OBJECTS_DICT", {}))  # noqa: E731
     return {
         "LAYERS": classes(keras.layers, keras.layers.Layer),
@@ -116,7 +116,7 @@ def arg_tables() -> dict[str, dict[str, list[str]]]:
 
 
 def render() -> str:
-    """The source of dlrun/_keras_names.py."""
+    """The source of dlrun/spec/keras_names.py."""
     src = (
         '"""Names of Keras classes and functions, so a spec can be checked without importing Keras.\n\n'
         f"Generated from keras {keras.__version__} by scripts/gen_keras_names.py; a test keeps it in sync.\n"
@@ -134,6 +134,6 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    target = sys.argv[1] if len(sys.argv) > 1 else "dlrun/_keras_names.py"
+    target = sys.argv[1] if len(sys.argv) > 1 else "dlrun/spec/keras_names.py"
     with open(target, "w") as fh:
         fh.write(render())

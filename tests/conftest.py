@@ -101,8 +101,8 @@ def spec_file(tmp_path: Path):
 
 
 def run_main(args: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``dlrun.cli.main(ARGS)``; return (exit code, stdout, stderr)."""
-    from dlrun.cli import main
+    """Run ``dlrun.cli.app.main(ARGS)``; return (exit code, stdout, stderr)."""
+    from dlrun.cli.app import main
 
     with pytest.raises(SystemExit) as info:
         main([str(a) for a in args])

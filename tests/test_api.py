@@ -11,9 +11,9 @@ import pytest
 from conftest import run_main, tiny_spec, write_spec
 
 import dlrun
-from dlrun import layout
 from dlrun.errors import InputError, Interrupted, SpecError
-from dlrun.executors import LocalExecutor, Outcome, Resources, chunk_size, make_executor
+from dlrun.execution.executors import LocalExecutor, Outcome, Resources, chunk_size, make_executor
+from dlrun.store import layout
 
 
 # ----------------------------------------------------------------------------- executors
@@ -76,7 +76,7 @@ def test_chunk_size(n: int, slots: int, cap: int | None, size: int) -> None:
 # ----------------------------------------------------------------------------- engines
 def test_engine_registry_builds_engines_that_follow_the_protocol() -> None:
     from dlrun.engines.base import AUTO_ORDER, Engine, engine_names, make_engine, unsupported_reason
-    from dlrun.spec import validate
+    from dlrun.spec.schema import validate
 
     assert set(AUTO_ORDER) <= set(engine_names())
     spec = validate(tiny_spec())
@@ -153,7 +153,7 @@ def test_cv_run_has_fold_scores_and_compare_tests_the_pair(two_cv_runs: tuple[Pa
 
 
 def test_dlrun_compare_is_both_the_function_and_the_module() -> None:
-    from dlrun import compare as cmp
+    from dlrun.evaluation import compare as cmp
 
     assert callable(dlrun.compare)
     assert callable(cmp.expand_run_dirs) and callable(cmp.load_run)
@@ -195,7 +195,7 @@ def _tables(path: Path) -> dict[str, pd.DataFrame]:
 
 def test_cv_on_a_remote_executor_writes_what_a_local_run_writes(tmp_path: Path, two_cv_runs: tuple[Path, Path]) -> None:
     from dlrun.api import load_config
-    from dlrun.runner import run_cv
+    from dlrun.runs.runner import run_cv
 
     local = two_cv_runs[0]
     spec = load_config(tiny_spec(**CV), ["runtime.max_models_per_chunk=2"])
@@ -207,7 +207,7 @@ def test_cv_on_a_remote_executor_writes_what_a_local_run_writes(tmp_path: Path, 
 
 
 def test_sweep_on_a_remote_executor_ships_files_back_and_records_a_failure(tmp_path: Path) -> None:
-    from dlrun.sweep import expand, run_sweep
+    from dlrun.runs.sweep import expand, run_sweep
 
     raw = tiny_spec(epochs=1)
     path = write_spec(tmp_path / "s.yaml", raw)
@@ -236,7 +236,7 @@ def test_sweep_on_a_remote_executor_ships_files_back_and_records_a_failure(tmp_p
     ],
 )
 def test_one_accessor_reads_every_kind_of_headline(block: Any, kind: str, mean: float) -> None:
-    from dlrun.summary import Summary, headline_block
+    from dlrun.evaluation.summary import Summary, headline_block
 
     summary = Summary({"main_metric": "accuracy", "metrics": {"accuracy": block}, "headline": {"text": "t"}})
     est = summary.estimate()
@@ -249,7 +249,7 @@ def test_one_accessor_reads_every_kind_of_headline(block: Any, kind: str, mean: 
 
 def test_a_config_is_a_path_a_dict_or_a_spec(tmp_path: Path) -> None:
     from dlrun.api import load_config
-    from dlrun.spec import validate
+    from dlrun.spec.schema import validate
 
     raw = tiny_spec()
     path = write_spec(tmp_path / "s.yaml", raw)

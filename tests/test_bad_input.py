@@ -13,7 +13,7 @@ import pytest
 from conftest import run_main, tiny_spec, write_spec
 
 from dlrun.errors import DataError, InputError, SpecError
-from dlrun.spec import read_yaml, validate
+from dlrun.spec.schema import read_yaml, validate
 
 
 def _with(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def test_validation_with_argument_checks_never_imports_keras(tmp_path: Path) -> 
     import subprocess
 
     code = (
-        "import sys; from dlrun.spec import validate; from conftest import tiny_spec\n"
+        "import sys; from dlrun.spec.schema import validate; from conftest import tiny_spec\n"
         "raw = tiny_spec(); raw['compile'] = {'optimizer': {'SGD': {'learning_rate': 0.1}}}\n"
         "validate(raw)\n"
         "assert not {'keras', 'tensorflow', 'jax'} & set(sys.modules)"
@@ -133,7 +133,7 @@ def test_a_binary_file_as_config_is_named(tmp_path: Path, capsys: Any) -> None:
 
 # ----------------------------------------------------------------------------- data-dependent, before training
 def _prepare(raw: dict[str, Any], config: str | None = None) -> Any:
-    from dlrun.runner import prepare
+    from dlrun.runs.runner import prepare
 
     return prepare(validate(raw, source=config))
 
@@ -192,7 +192,7 @@ def test_max_rows_that_drops_a_class() -> None:
 
 
 def test_a_relative_csv_path_is_read_from_the_configs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dlrun.spec import load_spec
+    from dlrun.spec.schema import load_spec
 
     folder = tmp_path / "project"
     folder.mkdir()
@@ -204,8 +204,8 @@ def test_a_relative_csv_path_is_read_from_the_configs_folder(tmp_path: Path, mon
 
 
 def test_an_exploding_but_finite_loss_is_a_warning_naming_the_learning_rate() -> None:
-    from dlrun.runner import divergence_warning
-    from dlrun.spec import validate as v
+    from dlrun.runs.runner import divergence_warning
+    from dlrun.spec.schema import validate as v
 
     spec = v(_with(BASE, "compile.optimizer", {"SGD": {"learning_rate": 1000000.0}}))
     history = pd.DataFrame({"repeat": 0, "fold": 0, "epoch": [1, 2, 3], "loss": [0.7, 3e9, 2.4e18]})
@@ -224,7 +224,7 @@ def test_smoothing_out_of_range_is_refused_before_training(tmp_path: Path, capsy
 
 
 def test_debug_works_after_the_subcommand(tmp_path: Path, capsys: Any) -> None:
-    from dlrun.cli import _STATE, main
+    from dlrun.cli.app import _STATE, main
 
     try:
         with pytest.raises(InputError):

@@ -1,7 +1,7 @@
 """End-to-end tests of the command line on tiny synthetic data (120 rows, 2-3 epochs).
 
-Successful commands run through Typer's ``CliRunner`` on ``dlrun.cli.app``; error paths run
-through ``dlrun.cli.main`` (which maps dlrun errors to exit codes), and one real
+Successful commands run through Typer's ``CliRunner`` on ``dlrun.cli.app.app``; error paths run
+through ``dlrun.cli.app.main`` (which maps dlrun errors to exit codes), and one real
 ``python -m dlrun`` subprocess checks the exit code a shell sees.
 """
 
@@ -23,9 +23,9 @@ import yaml
 from conftest import HAVE_SHARED_DATA, run_main, tiny_spec, write_spec
 from typer.testing import CliRunner
 
-from dlrun.cli import app
-from dlrun.datasets import load_dataset
-from dlrun.spec import validate
+from dlrun.cli.app import app
+from dlrun.data.sources import load_dataset
+from dlrun.spec.schema import validate
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -403,7 +403,7 @@ def test_shell_exit_code_of_python_m_dlrun(spec_file: Any) -> None:
 WRAPPER = textwrap.dedent(
     """
     import sys
-    from dlrun.cli import main
+    from dlrun.cli.app import main
 
     def run(args):
         try:

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from dlrun import compare as cmp
-from dlrun import stats
 from dlrun.errors import InputError
+from dlrun.evaluation import compare as cmp
+from dlrun.evaluation import stats
 
 N_ROWS = 50
 K, R = 5, 2

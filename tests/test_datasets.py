@@ -1,4 +1,4 @@
-"""Tests of dlrun.datasets: named sets, checksums, cache, CSV options, columns, loaders, task inference."""
+"""Tests of dlrun.data.sources: named sets, checksums, cache, CSV options, columns, loaders, task inference."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrun import datasets
-from dlrun.datasets import NAMED, Dataset, check_task, dataset_status, infer_task, load_dataset, resolve_named
+from dlrun.data import sources as datasets
+from dlrun.data.sources import NAMED, Dataset, check_task, dataset_status, infer_task, load_dataset, resolve_named
 from dlrun.errors import DataError
-from dlrun.spec import CsvOptions, DataSpec
+from dlrun.spec.schema import CsvOptions, DataSpec
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(
@@ -331,8 +331,8 @@ def test_loading_tabular_data_does_not_import_tensorflow() -> None:
     # a fresh interpreter: other tests in this process may have imported TensorFlow already
     code = (
         "import sys\n"
-        "from dlrun.datasets import load_dataset\n"
-        "from dlrun.spec import DataSpec\n"
+        "from dlrun.data.sources import load_dataset\n"
+        "from dlrun.spec.schema import DataSpec\n"
         "load_dataset(DataSpec(source='sklearn:iris'))\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
     )

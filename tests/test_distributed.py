@@ -18,12 +18,14 @@ import yaml
 
 ray = pytest.importorskip("ray")
 
-from dlrun import executors, report, runner  # noqa: E402
-from dlrun.batch import run_batch  # noqa: E402
+from dlrun.cli.progress import NullReporter  # noqa: E402
 from dlrun.errors import InputError, Interrupted, RunError  # noqa: E402
-from dlrun.executors import LocalExecutor  # noqa: E402
-from dlrun.progress import NullReporter  # noqa: E402
-from dlrun.spec import validate  # noqa: E402
+from dlrun.execution import executors  # noqa: E402
+from dlrun.execution.executors import LocalExecutor  # noqa: E402
+from dlrun.runs import runner  # noqa: E402
+from dlrun.runs.batch import run_batch  # noqa: E402
+from dlrun.spec.schema import validate  # noqa: E402
+from dlrun.store import io as report  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -92,8 +94,8 @@ def test_cli_sweep_with_ray_matches_local_sweep(tmp_path: Path, spec_path: Path)
     """`dlrun sweep --executor ray` against the same sweep on the local executor."""
     from typer.testing import CliRunner
 
-    from dlrun.cli import app
-    from dlrun.sweep import SWEEP_CSV, expand, run_sweep
+    from dlrun.cli.app import app
+    from dlrun.runs.sweep import SWEEP_CSV, expand, run_sweep
 
     args = ["sweep", str(spec_path), "--grid", "training.batch_size=16,32", "--set", "evaluation.folds=2"]
     res = CliRunner().invoke(app, [*args, "--executor", "ray", "--out", str(tmp_path / "ray")])

@@ -11,11 +11,11 @@ keras = pytest.importorskip("keras")
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax", reason="the stacked engine runs on JAX")
 
 from dlrun.engines.base import FitJob  # noqa: E402
+from dlrun.engines.keras_build import build_model, compile_model, resolve_compile  # noqa: E402
 from dlrun.engines.sequential import SequentialEngine  # noqa: E402
 from dlrun.engines.stacked import StackedEngine, fit_shared, shared_groups, unsupported_reason  # noqa: E402
 from dlrun.errors import SpecError  # noqa: E402
-from dlrun.models import build_model, compile_model, resolve_compile  # noqa: E402
-from dlrun.spec import Spec, validate  # noqa: E402
+from dlrun.spec.schema import Spec, validate  # noqa: E402
 
 ATOL = 2e-5
 DENSE = [{"Dense": {"units": 4, "activation": "relu"}}, {"Dense": {"units": 1, "activation": "sigmoid"}}]

@@ -20,8 +20,8 @@ import pytest
 from conftest import tiny_spec, write_spec
 from typer.testing import CliRunner
 
-from dlrun import html_report
-from dlrun.cli import app
+from dlrun.cli.app import app
+from dlrun.report import html as html_report
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 needs_browser = pytest.mark.skipif(
@@ -154,7 +154,7 @@ def _sweep_folder(root: Path, runs: dict[str, Path]) -> Path:
     """A sweep folder made of the two cv runs, as ``dlrun sweep`` lays it out."""
     import pandas as pd
 
-    from dlrun import sweep as sw
+    from dlrun.runs import sweep as sw
 
     folder = root / "sweep"
     points = []

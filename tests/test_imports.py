@@ -100,7 +100,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-@pytest.mark.parametrize("module", ["dlrun", "dlrun.api", "dlrun.cli"])
+@pytest.mark.parametrize("module", ["dlrun", "dlrun.api", "dlrun.cli.app"])
 def test_importing_loads_no_deep_learning_framework(module: str) -> None:
     code = (
         f"import sys, {module}; "

@@ -15,9 +15,11 @@ import pandas as pd
 import pytest
 from conftest import run_main, tiny_spec, write_spec
 
-from dlrun import layout, lifecycle, report
 from dlrun.errors import CorruptFileError, InputError
-from dlrun.locking import RunLock
+from dlrun.runs import lifecycle
+from dlrun.runs.locking import RunLock
+from dlrun.store import io as report
+from dlrun.store import layout
 
 TIMING = ["seconds"]
 
@@ -32,7 +34,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         tiny_spec(mode="kfold", epochs=2, evaluation={"folds": 3}, runtime={"engine": "sequential"}),
     )
     train_spec = write_spec(root / "train.yaml", tiny_spec(mode="split", epochs=2))
-    from dlrun.cli import main
+    from dlrun.cli.app import main
 
     for args in (["cv", cv_spec, "--out", root / "cv"], ["train", train_spec, "--out", root / "train"]):
         with pytest.raises(SystemExit) as info:
@@ -191,8 +193,8 @@ def test_a_flipped_part_retrains_its_fold_and_the_run_ends_identical(
 
 
 def test_a_damaged_checkpoint_is_moved_aside_and_training_restarts(tmp_path: Path) -> None:
-    from dlrun.checkpoint import TrainCheckpoint, encode_checkpoint
     from dlrun.engines.base import FitJob
+    from dlrun.store.checkpoint import TrainCheckpoint, encode_checkpoint
 
     writer = report.RunWriter(tmp_path / "run")
     notes: list[str] = []
@@ -219,7 +221,7 @@ def test_a_damaged_checkpoint_is_moved_aside_and_training_restarts(tmp_path: Pat
 
 
 def test_a_truncated_state_json_keeps_the_run_visible(runs: dict[str, Path], tmp_path: Path, capsys: Any) -> None:
-    from dlrun.index import cleanable, find_runs
+    from dlrun.store.index import cleanable, find_runs
 
     cv = _copy(runs["cv"], tmp_path / "cv")
     (cv / layout.STATE).write_text('{"status": "runn')
@@ -280,7 +282,7 @@ def test_a_held_sweep_or_batch_folder_refuses_a_second_process(
 
 
 def test_batch_keeps_the_results_of_configs_finished_earlier(runs: dict[str, Path]) -> None:
-    from dlrun.batch import BatchItem, previous_status
+    from dlrun.runs.batch import BatchItem, previous_status
 
     item = BatchItem(runs["cv_spec"], runs["cv"])
     assert previous_status(item, 0, 1, True, lambda s: None) == "finished"
@@ -391,8 +393,8 @@ def test_predict_refuses_a_yaml_file_given_as_the_csv(runs: dict[str, Path], tmp
 def test_chunks_are_planned_over_the_whole_run_and_saved_whole(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from dlrun.runner import ChunkCommitter, chunk_plan
-    from dlrun.splits import Fold
+    from dlrun.protocol.splits import Fold
+    from dlrun.runs.runner import ChunkCommitter, chunk_plan
 
     folds = [Fold(0, k, k, np.arange(10), np.arange(0), np.arange(2)) for k in range(5)]
     engine = SimpleNamespace(name="stacked", models_per_chunk=lambda jobs: 2)
@@ -430,8 +432,8 @@ def test_resuming_on_other_data_is_refused_and_the_run_is_left_as_it_was(
 @pytest.mark.parametrize("budget", [1024.0, 0.6, 0.2])  # one chunk, 3 + 2, one model each
 def test_the_chunk_plan_sizes_chunks_as_the_stacked_engine_does(budget: float) -> None:
     from dlrun.engines.base import make_engine
-    from dlrun.runner import chunk_plan, make_job, prepare
-    from dlrun.spec import validate
+    from dlrun.runs.runner import chunk_plan, make_job, prepare
+    from dlrun.spec.schema import validate
 
     raw = tiny_spec(mode="kfold", evaluation={"folds": 5}, runtime={"memory_budget_mb": budget})
     prep = prepare(validate(raw))
@@ -464,7 +466,7 @@ def test_a_stacked_chunk_with_a_flipped_byte_retrains_whole_and_identical(
 def test_a_train_run_with_a_damaged_checkpoint_restarts_and_ends_identical(
     runs: dict[str, Path], tmp_path: Path, capsys: Any
 ) -> None:
-    from dlrun.checkpoint import encode_checkpoint
+    from dlrun.store.checkpoint import encode_checkpoint
 
     run = _copy(runs["train"], tmp_path / "train")
     state = json.loads((run / layout.STATE).read_text())
@@ -485,7 +487,7 @@ def test_a_train_run_with_a_damaged_checkpoint_restarts_and_ends_identical(
 def test_a_signal_while_the_sweep_writes_its_table_ends_130_marked_interrupted(
     tmp_path: Path, capsys: Any, spec_file: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dlrun import sweep
+    from dlrun.runs import sweep
 
     spec = spec_file(tiny_spec(epochs=1))
     folder = tmp_path / "sw"

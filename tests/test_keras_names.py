@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from dlrun import _keras_names as kn
+from dlrun.spec import keras_names as kn
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dlrun import datasets
-from dlrun.cli import app
+from dlrun.cli.app import app
+from dlrun.data import sources as datasets
 from dlrun.errors import DataError, SpecError
-from dlrun.spec import DataSpec, validate
+from dlrun.spec.schema import DataSpec, validate
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist_mlp.yaml"
 

@@ -1,4 +1,4 @@
-"""Tests of dlrun.models: layers from spec entries, output checks, compile defaults."""
+"""Tests of dlrun.engines.keras_build: layers from spec entries, output checks, compile defaults."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from dlrun.errors import SpecError
-from dlrun.models import (
+from dlrun.engines.keras_build import (
     build_model,
     default_eval_metrics,
     default_loss,
@@ -18,7 +17,8 @@ from dlrun.models import (
     resolve_compile,
     to_keras_config,
 )
-from dlrun.spec import Spec, validate
+from dlrun.errors import SpecError
+from dlrun.spec.schema import Spec, validate
 
 keras = pytest.importorskip("keras")
 
@@ -64,7 +64,7 @@ def test_build_model_from_layer_entries() -> None:
 
 
 def test_build_model_is_seeded_by_the_caller() -> None:
-    from dlrun.runtime import seed_everything
+    from dlrun.engines.runtime import seed_everything
 
     spec = _spec([{"Dense": {"units": 3, "activation": "relu"}}, {"Dense": {"units": 1}}])
     seed_everything(5)
@@ -201,7 +201,7 @@ def test_shape_error_while_building_names_the_layer(layer: dict[str, Any], name:
 
 def test_bad_optimizer_argument_names_compile_optimizer() -> None:
     """Past spec validation (which names the argument), Keras' own refusal still becomes a SpecError."""
-    from dlrun.models import CompileConfig
+    from dlrun.engines.keras_build import CompileConfig
 
     cfg = CompileConfig(optimizer={"class_name": "SGD", "config": {"learnin_rate": 0.1}}, loss="mse", metrics=[])
     with pytest.raises(SpecError) as exc:

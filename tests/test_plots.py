@@ -10,8 +10,9 @@ from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from dlrun import plots, stats
 from dlrun.errors import InputError
+from dlrun.evaluation import stats
+from dlrun.report import plots
 
 
 def _ax() -> Axes:

@@ -12,8 +12,8 @@ from conftest import tiny_spec, write_spec
 from sklearn.datasets import make_classification
 from typer.testing import CliRunner
 
-from dlrun.cli import app, main
-from dlrun.predict import predict_file
+from dlrun.cli.app import app, main
+from dlrun.runs.predict import predict_file
 
 LABELS = np.array(["'-1'", "'1'"])  # quotes included, as in mammography.csv
 PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
@@ -52,8 +52,8 @@ def regression_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     spec = write_spec(folder / "spec.yaml", raw)
     out = folder / "run"
     _invoke(["train", spec, "--out", out])
-    from dlrun.datasets import load_dataset
-    from dlrun.spec import validate
+    from dlrun.data.sources import load_dataset
+    from dlrun.spec.schema import validate
 
     data = load_dataset(validate(raw).data, seed=raw["seed"])
     table = pd.concat([data.X, data.y], axis=1)

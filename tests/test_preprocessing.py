@@ -1,4 +1,4 @@
-"""Tests of dlrun.preprocessing: no leakage, encoding, imputation, errors, target round trips, images."""
+"""Tests of dlrun.data.preprocessing: no leakage, encoding, imputation, errors, target round trips, images."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dlrun.data.preprocessing import Preprocessor
 from dlrun.errors import DataError
-from dlrun.preprocessing import Preprocessor
-from dlrun.spec import ImageSpec, PreprocessingSpec, TargetSpec
+from dlrun.spec.schema import ImageSpec, PreprocessingSpec, TargetSpec
 
 SENTINEL = 1e9
 

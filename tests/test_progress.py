@@ -1,4 +1,4 @@
-"""Tests of dlrun.progress: plain flushed lines for logs, and the --log-every switch."""
+"""Tests of dlrun.cli.progress: plain flushed lines for logs, and the --log-every switch."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from dlrun.engines.base import EpochEvent
-from dlrun.progress import (
+from dlrun.cli.progress import (
     NullReporter,
     PlainReporter,
     fmt_duration,
@@ -17,6 +16,7 @@ from dlrun.progress import (
     label_transformed_target,
     transformed_target_note,
 )
+from dlrun.engines.base import EpochEvent
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # everything but \t and \n
 
@@ -84,7 +84,7 @@ def test_plain_reporter_flushes_every_line() -> None:
 
 
 def test_eta_waits_for_two_timed_epochs_after_the_compiling_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    import dlrun.progress as progress
+    import dlrun.cli.progress as progress
 
     now = [100.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])

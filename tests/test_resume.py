@@ -17,10 +17,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from dlrun import layout, report
-from dlrun.checkpoint import decode_checkpoint
 from dlrun.errors import InputError
-from dlrun.locking import RunLock
+from dlrun.runs.locking import RunLock
+from dlrun.store import io as report
+from dlrun.store import layout
+from dlrun.store.checkpoint import decode_checkpoint
 
 TIMING = ["seconds"]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dlrun.runtime import xla_flags
+from dlrun.engines.runtime import xla_flags
 
 
 @pytest.mark.parametrize(
@@ -45,7 +45,7 @@ def _run(code: str, env: dict[str, str]) -> str:
 def test_backend_choice(user: str | None, spec_backend: str, expected: str) -> None:
     """JAX by default; the user's KERAS_BACKEND or runtime.backend otherwise (chosen before Keras loads)."""
     code = (
-        "from dlrun.runtime import choose_backend, quiet_tensorflow\n"
+        "from dlrun.engines.runtime import choose_backend, quiet_tensorflow\n"
         "quiet_tensorflow()\n"
         f"print(choose_backend({spec_backend!r}))"
     )
@@ -55,8 +55,8 @@ def test_backend_choice(user: str | None, spec_backend: str, expected: str) -> N
 def test_jax_setup_seeding_and_versions_do_not_import_tensorflow() -> None:
     code = (
         "import sys\n"
-        "from dlrun.runtime import seed_everything, setup, versions\n"
-        "from dlrun.spec import RuntimeSpec\n"
+        "from dlrun.engines.runtime import seed_everything, setup, versions\n"
+        "from dlrun.spec.schema import RuntimeSpec\n"
         "info = setup(RuntimeSpec())\n"
         "seed_everything(3)\n"
         "v = versions()\n"
@@ -68,8 +68,8 @@ def test_jax_setup_seeding_and_versions_do_not_import_tensorflow() -> None:
 def test_gpu_without_one_is_an_input_error() -> None:
     code = (
         "from dlrun.errors import InputError\n"
-        "from dlrun.runtime import setup\n"
-        "from dlrun.spec import RuntimeSpec\n"
+        "from dlrun.engines.runtime import setup\n"
+        "from dlrun.spec.schema import RuntimeSpec\n"
         "import jax\n"
         "if jax.devices()[0].platform == 'gpu':\n"
         "    print('skip')\n"
@@ -84,11 +84,11 @@ def test_gpu_without_one_is_an_input_error() -> None:
 
 _SAVE = """
 import sys, numpy as np
-from dlrun.runtime import quiet_tensorflow; quiet_tensorflow()
+from dlrun.engines.runtime import quiet_tensorflow; quiet_tensorflow()
 import keras
 from dlrun.engines.base import FitJob
 from dlrun.engines.sequential import SequentialEngine
-from dlrun.spec import validate
+from dlrun.spec.schema import validate
 spec = validate({"data": {"source": "make_classification"},
                  "model": {"layers": [{"Dense": {"units": 4, "activation": "relu"}},
                                       {"Dense": {"units": 1, "activation": "sigmoid"}}]},

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from dlrun.scoring import baseline_scores, score
+from dlrun.evaluation.scoring import baseline_scores, score
 
 CLASSES = np.array(["M", "R"])
 

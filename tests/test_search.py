@@ -13,10 +13,10 @@ import pytest
 import yaml
 from conftest import run_main, tiny_spec, write_spec
 
-from dlrun import report
 from dlrun.errors import SpecError
-from dlrun.search_space import parse_space
-from dlrun.spec import load_spec, validate
+from dlrun.spec.schema import load_spec, validate
+from dlrun.spec.search_space import parse_space
+from dlrun.store import io as report
 
 LR = "compile.optimizer.SGD.learning_rate"
 
@@ -130,9 +130,9 @@ def test_search_runs_writes_outputs_and_resumes_without_repeating(
 
 
 def test_a_trial_asked_but_not_told_is_asked_again_with_its_folds(tmp_path: Path) -> None:
-    from dlrun.progress import NullReporter
-    from dlrun.search import _open_study, _recover, _trial_dir
-    from dlrun.spec import SearchSpec
+    from dlrun.cli.progress import NullReporter
+    from dlrun.runs.search import _open_study, _recover, _trial_dir
+    from dlrun.spec.schema import SearchSpec
 
     settings = SearchSpec(space={LR: {"type": "float", "low": 0.01, "high": 0.1}}, sampler="random")
     params = parse_space(settings.space)
@@ -159,8 +159,8 @@ def _fake_trial(root: Path, number: int, scores: list[float]) -> Path:
 def test_racing_stops_a_trial_worse_by_the_corrected_interval_only(tmp_path: Path) -> None:
     import optuna
 
-    from dlrun.search import TrialWork, _race
-    from dlrun.splits import Fold
+    from dlrun.protocol.splits import Fold
+    from dlrun.runs.search import TrialWork, _race
 
     rng = np.random.default_rng(0)
     good = 0.9 + rng.normal(0, 0.02, 10)
@@ -178,7 +178,7 @@ def test_racing_stops_a_trial_worse_by_the_corrected_interval_only(tmp_path: Pat
 
 
 def test_top_trials_name_those_tied_with_the_best(tmp_path: Path) -> None:
-    from dlrun.search import compare_top
+    from dlrun.runs.search import compare_top
 
     rng = np.random.default_rng(1)
     base = 0.85 + rng.normal(0, 0.03, 10)
@@ -216,7 +216,7 @@ def test_nested_search_reports_outer_estimate_inner_best_and_gap(
 def test_racing_stages_record_the_stopped_trial_and_what_it_saved(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dlrun import search
+    from dlrun.runs import search
 
     def stop_all_but_first(study: Any, live: list, *args: Any) -> list:
         return [(w, "stopped for the test") for w in live[1:]]
@@ -236,8 +236,8 @@ def test_racing_stages_record_the_stopped_trial_and_what_it_saved(
 
 
 def test_trials_differing_in_optimizer_scalars_train_as_one_program_with_cv_scores(tmp_path: Path) -> None:
-    from dlrun import search
-    from dlrun.runner import run_cv
+    from dlrun.runs import search
+    from dlrun.runs.runner import run_cv
 
     if search._shared_api() is None:
         pytest.skip("the stacked engine has no per-model hyperparameters here")
@@ -264,8 +264,8 @@ def test_trials_differing_in_optimizer_scalars_train_as_one_program_with_cv_scor
 
 
 def test_a_journal_cut_mid_append_is_repaired_on_open(tmp_path: Path) -> None:
-    from dlrun.search import JOURNAL, _open_study
-    from dlrun.spec import SearchSpec
+    from dlrun.runs.search import JOURNAL, _open_study
+    from dlrun.spec.schema import SearchSpec
 
     settings = SearchSpec(space={LR: {"type": "float", "low": 0.01, "high": 0.1}}, sampler="random")
     params = parse_space(settings.space)

@@ -1,4 +1,4 @@
-"""Tests of dlrun.spec: every bad input names its dotted path, with a suggestion for typos."""
+"""Tests of dlrun.spec.schema: every bad input names its dotted path, with a suggestion for typos."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from conftest import tiny_spec
 
 from dlrun.catalog import CV_MODES, TRAIN_MODES
 from dlrun.errors import InputError, SpecError
-from dlrun.spec import (
+from dlrun.spec.schema import (
     Spec,
     apply_overrides,
     json_schema,

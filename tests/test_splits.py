@@ -1,4 +1,4 @@
-"""Tests of dlrun.splits: fold invariants for every mode and task, seeds, determinism."""
+"""Tests of dlrun.protocol.splits: fold invariants for every mode and task, seeds, determinism."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dlrun.errors import InputError
-from dlrun.spec import EvaluationSpec
-from dlrun.splits import DEFAULT_SPLIT_SEED, Fold, fold_seed, make_folds, should_stratify, splits_digest
+from dlrun.protocol.splits import DEFAULT_SPLIT_SEED, Fold, fold_seed, make_folds, should_stratify, splits_digest
+from dlrun.spec.schema import EvaluationSpec
 
 N = 120
 SEED = 11
@@ -274,7 +274,7 @@ def test_folds_text() -> None:
 
 
 def test_auto_repeats_start_with_a_chunk_and_grow_by_prefix() -> None:
-    from dlrun.splits import AUTO_CHUNK, concrete_repeats
+    from dlrun.protocol.splits import AUTO_CHUNK, concrete_repeats
 
     ev = _ev("kfold", repeats="auto", target_halfwidth=0.02)
     assert concrete_repeats(ev) == AUTO_CHUNK

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from dlrun import stats
 from dlrun.errors import InputError
+from dlrun.evaluation import stats
 
 # Fixed scores: mean 0.84, sum of squared deviations 0.004, so s² = 0.001 (ddof=1).
 X = [0.80, 0.82, 0.84, 0.86, 0.88]
@@ -370,7 +370,7 @@ def _fake_summary(repeats: int, std: float, k: int = 10) -> dict[str, object]:
     block = stats.summarize_metric(
         scores, "accuracy", repeats=repeats, n_train=180, n_test=20, confidence=0.95, mode="repeated_kfold"
     )
-    from dlrun.runner import headline
+    from dlrun.runs.runner import headline
 
     return {
         "name": "fake",
@@ -409,8 +409,8 @@ def test_adaptive_repeats_stop_and_say_why(
 ) -> None:
     from pathlib import Path
 
-    from dlrun import runner
-    from dlrun.runner import RunOutcome
+    from dlrun.runs import runner
+    from dlrun.runs.runner import RunOutcome
 
     calls: list[int] = []
 
@@ -422,7 +422,7 @@ def test_adaptive_repeats_stop_and_say_why(
 
     monkeypatch.setattr(runner, "run_cv", fake_run_cv)
     monkeypatch.setattr(runner, "extend_repeats", lambda *a, **k: None)
-    from dlrun.spec import load_spec
+    from dlrun.spec.schema import load_spec
 
     spec = load_spec(
         "configs/sonar_baseline.yaml",

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from conftest import run_main, tiny_spec, write_spec
 
-from dlrun import report
 from dlrun.errors import SpecError
-from dlrun.sweep import expand, parse_grid
+from dlrun.runs.sweep import expand, parse_grid
+from dlrun.store import io as report
 
 
 # ----------------------------------------------------------------------------- expansion

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from dlrun.engines.base import EpochCallback, EpochEvent, FitJob, FitResult, check_spec
+from dlrun.engines.keras_build import build_model, compile_model, make_callbacks, resolve_compile
+from dlrun.engines.runtime import seed_everything
 from dlrun.errors import RunError
-from dlrun.models import build_model, compile_model, make_callbacks, resolve_compile
-from dlrun.runtime import seed_everything
-from dlrun.spec import Spec
+from dlrun.spec.schema import Spec
 
 
 class SequentialEngine:

@@ -44,7 +44,7 @@ import numpy as np
 
 from dlrun.engines.base import EpochCallback, EpochEvent, FitJob, FitResult, check_spec
 from dlrun.errors import SpecError
-from dlrun.spec import Spec
+from dlrun.spec.schema import Spec
 
 BLOCK_MODELS = 10
 """Models per program: small enough that a block's weights stay in cache (Sonar: 27 vs 64 ms/epoch)."""
@@ -70,7 +70,7 @@ def unsupported_reason(spec: Spec, task: str) -> str | None:
         SpecError: A problem any engine would refuse (e.g. early stopping on ``test_``).
     """
     check_spec(spec)
-    from dlrun.runtime import backend_name
+    from dlrun.engines.runtime import backend_name
 
     # without importing Keras: a support check may run before setup chose the backend
     asked = getattr(spec.runtime, "backend", "auto")
@@ -146,7 +146,7 @@ def _without(raw: Any, paths: set[str], prefix: str = "") -> Any:
 
 
 def _structure(spec: Spec) -> Any:
-    from dlrun.spec import resolved_dict
+    from dlrun.spec.schema import resolved_dict
 
     raw = resolved_dict(spec)
     # the layer list is a list of {Name: args}: make its paths read like --set paths
@@ -279,7 +279,7 @@ class StackedEngine:
     def _build(self) -> None:
 
         from dlrun.engines import keras_compat as kc
-        from dlrun.models import build_model, compile_model, make_callbacks, resolve_compile
+        from dlrun.engines.keras_build import build_model, compile_model, make_callbacks, resolve_compile
 
         cfg = resolve_compile(self.spec, self.task)
         kc.set_random_seed(self.spec.seed)

@@ -1,0 +1,1 @@
+"""Data: sources (named sets, CSV, scikit-learn, generators) and preprocessing."""

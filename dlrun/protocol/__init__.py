@@ -1,0 +1,1 @@
+"""The evaluation protocol: folds and the jobs made from them."""

@@ -1,0 +1,352 @@
+"""Sweeps: every combination of a grid of overrides, each run with the spec's own mode.
+
+Expansion and validation happen before anything trains; each point runs in a
+sub-folder named by its overrides; ``sweep.csv`` and plots summarise them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import yaml
+
+from dlrun.errors import InputError, Interrupted, SpecError
+from dlrun.evaluation.summary import headline_block
+from dlrun.runs import lifecycle
+from dlrun.runs.locking import holding_lock
+from dlrun.spec.schema import Spec, apply_overrides, read_yaml, validate
+from dlrun.store import io as report
+from dlrun.store.layout import HISTORY, STATE, SUMMARY_JSON, SWEEP_CSV, SWEEP_STATE
+
+if TYPE_CHECKING:
+    from dlrun.cli.progress import Reporter
+    from dlrun.execution.executors import Executor
+    from dlrun.runs.multirun import SpecDone, SpecJob
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One combination of the grid.
+
+    Attributes:
+        overrides: ``{dotted.key: value}`` applied to the base spec.
+        folder: Sub-folder name, e.g. ``batch_size=16,learning_rate=0.01``.
+        spec: The validated spec of this point.
+    """
+
+    overrides: dict[str, Any]
+    folder: str
+    spec: Spec
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """Parse ``--grid key=v1,v2,v3`` options; each value is read as YAML.
+
+    Raises:
+        SpecError: An item is not ``key=values`` or has no values.
+    """
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise SpecError([("--grid", f"must look like key.path=v1,v2,..., got '{item}'")])
+        key, _, raw = item.partition("=")
+        values = [_yaml_value(v) for v in _split_values(raw)]
+        if not values:
+            raise SpecError([(f"--grid {key}", "needs at least one value")])
+        grid[key.strip()] = values
+    return grid
+
+
+def _split_values(raw: str) -> list[str]:
+    """Split on commas outside brackets, so ``[8,8],[16,16]`` gives two values."""
+    out, depth, cur = [], 0, ""
+    for ch in raw:
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur)
+    return [v.strip() for v in out if v.strip()]
+
+
+def _yaml_value(text: str) -> Any:
+    from dlrun.spec.schema import load_yaml_text
+
+    try:
+        return load_yaml_text(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _short(key: str, keys: list[str]) -> str:
+    last = re.split(r"[.\[\]]+", key.strip("]"))[-1]
+    same = [k for k in keys if re.split(r"[.\[\]]+", k.strip("]"))[-1] == last]
+    return last if len(same) == 1 else key
+
+
+def _folder_value(v: Any) -> str:
+    text = (
+        yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip() if not isinstance(v, str) else v
+    )
+    return re.sub(r"[^A-Za-z0-9_.+\-]+", "_", text).strip("_") or "_"
+
+
+def expand(config: Path, sets: list[str], grid_items: list[str]) -> tuple[Spec, list[SweepPoint]]:
+    """Validate the base spec and every point of the grid (YAML ``sweep.grid`` plus ``--grid``).
+
+    Returns:
+        The base spec and the points in grid order (the last key varies fastest).
+
+    Raises:
+        SpecError: Every problem of every point, each path prefixed by the point's overrides.
+    """
+    raw = apply_overrides(read_yaml(config), sets)
+    base = validate(raw, source=str(config))
+    grid: dict[str, list[Any]] = dict(base.sweep.grid) if base.sweep else {}
+    grid.update(parse_grid(grid_items))
+    if not grid:
+        raise InputError("a sweep needs a grid: --grid key.path=v1,v2 or a sweep.grid section in the spec")
+    raw.pop("sweep", None)
+    keys = list(grid)
+    points: list[SweepPoint] = []
+    problems: list[tuple[str, str]] = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        overrides = dict(zip(keys, combo))
+        label = ",".join(f"{_short(k, keys)}={_folder_value(v)}" for k, v in overrides.items())
+        try:
+            point_raw = apply_overrides(
+                raw,
+                [
+                    f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+                    for k, v in overrides.items()
+                ],
+            )
+            spec = validate(point_raw, source=str(config))
+        except SpecError as exc:
+            problems += [(f"[{label}] {p}", m) for p, m in exc.problems]
+            continue
+        spec = spec.model_copy(update={"sweep": None})
+        points.append(SweepPoint(overrides, label, spec))
+    if problems:
+        raise SpecError(problems, source=str(config))
+    return base, points
+
+
+def point_status(path: Path) -> str:
+    """``finished``, ``running``, ``failed``, ``interrupted`` or ``pending`` from the point's state."""
+    state = path / STATE
+    if not state.exists():
+        return "pending"
+    try:
+        return str(report.read_json(state).get("status", "pending"))
+    except (InputError, AttributeError):  # truncated: continued like an unfinished run
+        return "running"
+
+
+@holding_lock("sweep_dir")
+def run_sweep(
+    base: Spec,
+    points: list[SweepPoint],
+    sweep_dir: Path,
+    executor: str | Executor | None = None,
+    *,
+    fail_fast: bool = False,
+    note: Callable[[str], None] = lambda s: None,
+    reporter: Reporter | None = None,
+    argv: list[str] | None = None,
+) -> pd.DataFrame:
+    """Run every point not yet finished on ``executor``, then write ``sweep.csv`` and the plots.
+
+    Finished points are skipped; a point started before continues in its folder.
+
+    Args:
+        base: The base spec.
+        points: From :func:`expand`.
+        sweep_dir: The sweep folder; each point runs in ``sweep_dir/<point.folder>``.
+        executor: ``local``, ``ray`` or an :class:`~dlrun.execution.executors.Executor` (default: the base
+            spec's ``runtime.executor``).
+        fail_fast: Stop at the first failing point.
+        note: Where one-line remarks go.
+        reporter: Progress of points that train in this process.
+        argv: The command line, for each point's ``env.json``.
+
+    Returns:
+        The sweep table in grid order (also written as ``sweep.csv``).
+
+    Raises:
+        Interrupted: Ctrl-C or SIGTERM (points still out are cancelled and marked).
+    """
+    from dlrun.execution.executors import make_executor
+    from dlrun.runs.multirun import SpecJob, run_spec_jobs
+
+    runner = make_executor(executor, base.runtime)
+    writer = report.RunWriter(sweep_dir)
+    listing = [{"folder": p.folder, "overrides": p.overrides} for p in points]
+    report.write_json(sweep_dir / SWEEP_STATE, {"name": base.name, "points": listing, "status": "running"})
+    rows: dict[int, dict[str, Any]] = {}
+    todo: list[SpecJob] = []
+    for i, point in enumerate(points):
+        path = sweep_dir / point.folder
+        if point_status(path) == "finished":
+            note(f"[{i + 1}/{len(points)}] {point.folder}: finished earlier, skipped")
+            rows[i] = {**point.overrides, "folder": point.folder, **_row_from_dir(path)}
+        else:
+            todo.append(SpecJob(i, point.spec, path, point.folder))
+    if todo and not runner.in_process:
+        note(f"{runner.name}: submitting {len(todo)} point(s)")
+
+    def jobs() -> Iterator[SpecJob]:
+        yield from todo
+
+    def on_start(job: SpecJob) -> None:
+        if runner.in_process:
+            note(f"[{job.index + 1}/{len(points)}] {job.label}")
+
+    def on_done(job: SpecJob, done: SpecDone) -> None:
+        point = points[job.index]
+        row: dict[str, Any] = {**point.overrides, "folder": point.folder}
+        if done.status == "finished":
+            rows[job.index] = {**row, **_row_from_dir(job.path), "duration_s": round(done.seconds, 2)}
+            if not runner.in_process:
+                note(f"[{job.index + 1}/{len(points)}] {point.folder}: finished")
+        else:
+            rows[job.index] = {**row, "status": done.status, "error": done.error}
+            note(f"{point.folder}: {done.status}: {done.error}")
+
+    interrupted = False
+    try:
+        run_spec_jobs(runner, jobs(), on_done, argv=argv, fail_fast=fail_fast, reporter=reporter, on_start=on_start)
+    except Interrupted:
+        interrupted = True
+    ordered = [rows[i] for i in sorted(rows)]
+    table = pd.DataFrame(ordered)
+    writer.write_table(SWEEP_CSV, table)
+    _sweep_plots(writer, table, points, sweep_dir)
+    finished = len(ordered) == len(points) and all(r.get("status") == "finished" for r in ordered)
+    interrupted = interrupted or lifecycle.stop_requested()  # a signal while the table and plots were written
+    status = "interrupted" if interrupted else ("finished" if finished else "failed")
+    report.write_json(sweep_dir / SWEEP_STATE, {"name": base.name, "points": listing, "status": status})
+    if interrupted:
+        raise Interrupted(f"sweep interrupted; resume with: {lifecycle.resume_command(argv, sweep_dir, 'sweep')}")
+    return table
+
+
+def _row_from_dir(path: Path) -> dict[str, Any]:
+    """Each metric's mean and interval (or single value) from a point's ``summary.json``."""
+    row: dict[str, Any] = {"status": point_status(path)}
+    state = report.read_json(path / STATE) if (path / STATE).exists() else {}
+    summary_path = path / SUMMARY_JSON
+    if summary_path.exists():
+        summary = report.read_json(summary_path)
+        row["main_metric"] = summary.get("main_metric")
+        for m, block in summary.get("metrics", {}).items():
+            if isinstance(block, dict):
+                d = headline_block(block)
+                row[f"{m}_mean"] = d.get("mean")
+                row[f"{m}_ci_low"] = d.get("ci_low")
+                row[f"{m}_ci_high"] = d.get("ci_high")
+                row[f"{m}_n"] = d.get("n")
+                row[f"{m}_higher_is_better"] = block.get("higher_is_better")
+            else:
+                row[f"{m}_mean"] = block
+            base = (summary.get("baseline") or {}).get("metrics", {}).get(m)
+            row[f"{m}_baseline"] = headline_block(base).get("mean") if isinstance(base, dict) else base
+        row["train_s"] = _train_seconds(path, summary)
+    if state.get("started") and state.get("ended"):
+        import datetime as dt
+
+        started = dt.datetime.fromisoformat(state["started"])
+        ended = dt.datetime.fromisoformat(state["ended"])
+        row["duration_s"] = round((ended - started).total_seconds(), 2)
+    row["path"] = str(path)
+    return row
+
+
+def _train_seconds(path: Path, summary: dict[str, Any]) -> float | None:
+    """Training time the engine measured: without imports, data loading and compilation start-up.
+
+    The first point of a sweep pays the framework's import alone, so its wall time
+    (``duration_s``) is not comparable with the others'; this is.
+    """
+    if summary.get("command") == "train":
+        sec = summary.get("seconds")
+        return None if sec is None else round(float(sec), 2)
+    scores = path / report.SCORES
+    if scores.exists():
+        try:
+            sec = pd.read_csv(scores, usecols=["seconds"])["seconds"].sum()
+        except (ValueError, KeyError):
+            return None
+        return round(float(sec), 2)
+    return None
+
+
+def _sweep_plots(writer: report.RunWriter, table: pd.DataFrame, points: list[SweepPoint], sweep_dir: Path) -> None:
+    from dlrun.report import plots
+
+    name = sweep_dir.parent.name if sweep_dir.name[:1].isdigit() else sweep_dir.name
+    try:
+        name = str(report.read_json(sweep_dir / SWEEP_STATE).get("name") or name)
+    except (OSError, ValueError):
+        pass
+    if table.empty or "main_metric" not in table or table["main_metric"].dropna().empty:
+        _sweep_report(sweep_dir)
+        return
+    metric = str(table["main_metric"].dropna().iloc[0])
+    keys = list(points[0].overrides) if points else []
+    done = table[table["status"] == "finished"]
+    if done.empty:
+        _sweep_report(sweep_dir)
+        return
+    hib_col = f"{metric}_higher_is_better"
+    higher = bool(done[hib_col].dropna().iloc[0]) if hib_col in done and done[hib_col].notna().any() else None
+    for key in keys:
+        short = _short(key, keys)
+        others = [k for k in keys if k != key]
+        stat = (f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high", f"{metric}_baseline")
+        cols = [c for c in stat if c in done.columns]
+        sub = done[[*keys, *cols]].copy()
+        writer.plot(
+            f"sweep_{_folder_value(short)}_{metric}",
+            lambda ax, sub=sub, key=key, others=others: plots.sweep_metric(
+                ax, sub, key, metric, others=others, run_name=name, higher_is_better=higher
+            ),
+            size=(7.6, 4.2),
+        )
+    curves: dict[str, pd.DataFrame] = {}
+    for _, r in done.iterrows():
+        hist = Path(str(r["path"])) / HISTORY
+        if hist.exists():
+            h = pd.read_csv(hist)
+            if "repeat" not in h:
+                h = h.assign(repeat=0, fold=0)
+            curves[",".join(f"{_short(k, keys)}={r[k]}" for k in keys)] = h
+    if curves:
+        first = next(iter(curves.values()))
+        for m in dict.fromkeys(["loss", *[c for c in first.columns if c in (metric, "accuracy", "mae")]]):
+            if m in first.columns:
+                writer.plot(
+                    f"curves_{m}",
+                    lambda ax, m=m: plots.sweep_curves(ax, curves, m, run_name=name),
+                    size=(7.6, 4.2),
+                )
+    _sweep_report(sweep_dir)
+
+
+def _sweep_report(sweep_dir: Path) -> None:
+    """``report.html`` of the sweep: its table, plots and a link to each point's own page."""
+    from dlrun.report import html as html_report
+
+    html_report.write_report([sweep_dir], sweep_dir / html_report.REPORT_HTML)

@@ -1,0 +1,1 @@
+"""The spec: its schema, overrides and validation, Keras name tables, search spaces."""

@@ -1,0 +1,1 @@
+"""Run folders: file names, atomic sealed writes, checkpoints, the index of runs."""

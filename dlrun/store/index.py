@@ -1,0 +1,270 @@
+"""The run index: find runs under a folder and read their own files (``dlrun runs``, ``status``, ``clean``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlrun.cli.progress import fmt_duration
+from dlrun.errors import CorruptFileError, InputError
+from dlrun.evaluation.summary import headline_block
+from dlrun.runs.locking import is_locked
+from dlrun.store import io as report
+from dlrun.store.layout import BATCH_CSV, SEARCH_STATE, SWEEP_CSV, SWEEP_STATE, TRIALS_CSV
+
+
+@dataclass
+class RunInfo:
+    """What a run directory says about itself."""
+
+    path: Path
+    state: dict[str, Any]
+    summary: dict[str, Any] | None
+    live: bool
+
+    @property
+    def status(self) -> str:
+        """The recorded status; a ``running`` run whose lock is free is reported ``dead``."""
+        s = str(self.state.get("status", "?"))
+        if s == "running" and not self.live:
+            return "dead"
+        return s
+
+
+_NOT_RUNS = (SWEEP_STATE, SWEEP_CSV, BATCH_CSV, SEARCH_STATE, TRIALS_CSV)  # they hold a lock too
+
+
+def _is_run_dir(p: Path) -> bool:
+    if (p / report.STATE).exists():
+        return True
+    # a run killed during start-up by an older dlrun: a lock and folds.csv or config.yaml, no state;
+    # sweep, batch and search folders hold a lock of their own but are not runs
+    if not (p / report.LOCK).exists() or any((p / n).exists() for n in _NOT_RUNS):
+        return False
+    return (p / report.FOLDS).exists() or (p / report.CONFIG).exists()
+
+
+def find_runs(root: Path) -> list[RunInfo]:
+    """Every run directory under ``root`` (one with ``state.json``, or a run's lock), oldest first.
+
+    A run whose ``state.json`` cannot be read (truncated by a full disk) is still listed, as
+    ``running`` (so ``dead`` unless a live process holds it), with the problem as its error.
+
+    Raises:
+        InputError: ``root`` does not exist or is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise InputError(f"'{root}' {what}; give a run folder or a folder of runs (default: outputs)")
+    candidates = {root, *(p.parent for p in root.rglob(report.STATE)), *(p.parent for p in root.rglob(report.LOCK))}
+    paths = sorted(p for p in candidates if _is_run_dir(p))
+    out = []
+    for p in paths:
+        try:
+            state = report.read_json(p / report.STATE) if (p / report.STATE).exists() else None
+            if state is not None and not isinstance(state, dict):
+                raise CorruptFileError(p / report.STATE, "does not hold a mapping")
+        except (OSError, CorruptFileError) as exc:
+            state = {"status": "running", "error": f"{report.STATE} unreadable: {exc}"}
+        if state is None:
+            state = {"status": "running", "phase": "starting", "error": "killed during start-up"}
+        if "started" not in state:
+            state["started"] = _mtime_iso(p)
+        summary = None
+        if (p / report.SUMMARY_JSON).exists():
+            try:
+                summary = report.read_json(p / report.SUMMARY_JSON)
+            except (OSError, CorruptFileError):
+                summary = None
+        out.append(RunInfo(p, state, summary, is_locked(p)))
+    out.sort(key=lambda r: str(r.state.get("started", "")))
+    return out
+
+
+def _mtime_iso(p: Path) -> str:
+    try:
+        return dt.datetime.fromtimestamp(p.stat().st_mtime).astimezone().isoformat(timespec="seconds")
+    except OSError:
+        return ""
+
+
+def _seconds(state: dict[str, Any], last_event: str | None = None, live: bool = False) -> float | None:
+    """Wall time of a run: to its end, to now while a live process runs it, else to its last sign of life."""
+    try:
+        start = dt.datetime.fromisoformat(state["started"])
+        if state.get("ended") and state.get("status") != "running":
+            end = dt.datetime.fromisoformat(state["ended"])
+        elif live:
+            end = dt.datetime.now().astimezone()
+        else:
+            end = dt.datetime.fromisoformat(last_event or state.get("updated") or state["started"])
+    except (KeyError, ValueError, TypeError):
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def headline(summary: dict[str, Any] | None) -> str:
+    """``accuracy 0.861 [0.83, 0.89]`` or ``mae 0.52`` from a summary."""
+    if not summary:
+        return ""
+    m = summary.get("main_metric")
+    block = summary.get("metrics", {}).get(m)
+    if isinstance(block, dict):
+        d = headline_block(block)
+        lo, hi = d.get("ci_low"), d.get("ci_high")
+        interval = f" [{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else ""
+        return f"{m} {d.get('mean', float('nan')):.4f}{interval}"
+    if isinstance(block, (int, float)):
+        return f"{m} {block:.4f}"
+    return ""
+
+
+def runs_rows(runs: list[RunInfo], root: Path) -> list[dict[str, Any]]:
+    """One row per run for ``dlrun runs``."""
+    rows = []
+    for r in runs:
+        secs = _seconds(r.state, live=r.live and r.status == "running")
+        rows.append(
+            {
+                "run": str(r.path.relative_to(root)) if r.path != root and r.path.is_relative_to(root) else str(r.path),
+                "name": r.state.get("name", ""),
+                "command": r.state.get("command", ""),
+                "mode": r.state.get("mode", ""),
+                "result": headline(r.summary),
+                "status": r.status,
+                "duration": fmt_duration(secs) if secs is not None else "",
+                "started": str(r.state.get("started", "")),
+            }
+        )
+    return rows
+
+
+def _last_progress(path: Path) -> list[dict[str, Any]]:
+    p = path / report.PROGRESS
+    if not p.exists():
+        return []
+    events = []
+    try:
+        text = p.read_text(errors="replace")
+    except OSError:
+        return []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line being written right now, or cut by a kill
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def _time(event: dict[str, Any]) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(event["time"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def run_progress(r: RunInfo) -> dict[str, Any]:
+    """Progress of one run from its own files: models done (counted on disk for a run no process
+    holds), the epoch of the models in flight, the fraction done and, while it runs, an ETA.
+
+    Returns:
+        ``{done, total, epoch, epochs, fraction, elapsed, eta}`` (None where unknown).
+    """
+    st, events = r.state, _last_progress(r.path)
+    command = st.get("command")
+    epochs = int(st.get("epochs", 0) or 0)
+    starts = [i for i, e in enumerate(events) if e.get("event") == "start"]
+    last_start = starts[-1] if starts else None
+    since = events[last_start:] if last_start is not None else events
+    epoch_events = [e for e in since if e.get("event") in ("epoch", "checkpoint")]
+    epoch = max((int(e.get("epoch", 0) or 0) for e in epoch_events), default=None)
+    total = int(st.get("total_models", 0) or 0) or (1 if command == "train" else 0)
+    done = int(st.get("finished_models", 0) or 0)
+    if command == "cv":
+        if r.status != "finished":  # the parts on disk are the record; state.json is rewritten at most 2/s
+            done = max(done, report.count_saved_folds(r.path))
+        if total == 0 and (r.path / report.FOLDS).exists():
+            try:
+                total = sum(1 for _ in (r.path / report.FOLDS).open()) - 1
+            except OSError:
+                total = 0
+    if r.status == "finished":
+        done = total
+    fraction: float | None = None
+    in_flight = 0
+    if command == "train":
+        if r.status == "finished":
+            fraction = 1.0
+        elif epoch is not None and epochs:
+            fraction = min(1.0, epoch / epochs)
+    elif total:
+        last_epoch = next((e for e in reversed(since) if e.get("event") == "epoch"), None)
+        fraction = done / total
+        if last_epoch is not None and epochs and r.status != "finished":
+            in_flight = min(int(last_epoch.get("models", 1) or 1), max(0, total - done))
+            fraction = min(1.0, (done + in_flight * int(last_epoch.get("epoch", 0) or 0) / epochs) / total)
+    last_time = next((str(e["time"]) for e in reversed(events) if "time" in e), None)
+    elapsed = _seconds(st, last_time, r.live and r.status == "running")
+    eta = None
+    if r.live and r.status == "running" and fraction is not None and last_start is not None:
+        t0 = _time(events[last_start])
+        # the fraction done when this process started: folds saved before it, or the checkpoint epoch
+        if command == "train":
+            first = min((int(e.get("epoch", 0) or 0) for e in epoch_events), default=1)
+            f0 = max(0, first - 1) / epochs if epochs else 0.0
+        else:
+            before = sum(1 for e in events[:last_start] if e.get("event") == "fold")
+            f0 = min(before, total) / total if total else 0.0
+        if t0 is not None and fraction > f0:
+            run_s = (dt.datetime.now().astimezone() - t0).total_seconds()
+            eta = max(0.0, run_s / (fraction - f0) * (1.0 - fraction))
+    return {
+        "done": done,
+        "total": total,
+        "epoch": epoch,
+        "epochs": epochs,
+        "fraction": fraction,
+        "elapsed": elapsed,
+        "eta": eta,
+    }
+
+
+def status_rows(runs: list[RunInfo], root: Path) -> list[dict[str, Any]]:
+    """One row per run for ``dlrun status``: state, progress (epoch and models), elapsed time and ETA."""
+    rows = []
+    for r in runs:
+        st = r.state
+        p = run_progress(r)
+        parts = []
+        if r.status == "finished":
+            parts.append("done")
+        else:
+            if p["epoch"] is not None and p["epochs"]:
+                parts.append(f"epoch {p['epoch']}/{p['epochs']}")
+            if st.get("command") != "train" and p["total"]:
+                parts.append(f"{p['done']}/{p['total']} models")
+            if st.get("phase") == "starting" and r.status in ("running", "dead"):
+                parts.append("starting")
+        rows.append(
+            {
+                "run": str(r.path.relative_to(root)) if r.path != root and r.path.is_relative_to(root) else str(r.path),
+                "status": r.status,
+                "progress": ", ".join(parts),
+                "elapsed": fmt_duration(p["elapsed"]) if p["elapsed"] is not None else "",
+                "eta": fmt_duration(p["eta"]) if p["eta"] is not None else "",
+                "result": headline(r.summary),
+                "error": str(st.get("error", ""))[:80],
+            }
+        )
+    return rows
+
+
+def cleanable(runs: list[RunInfo]) -> list[RunInfo]:
+    """Runs that failed, were interrupted, or died (and no live process holds)."""
+    return [r for r in runs if r.status in ("failed", "interrupted", "dead") and not r.live]
