@@ -109,7 +109,7 @@ def test_a_part_round_trips_exactly() -> None:
 
 # ----------------------------------------------------------------------------- no pickles
 def test_no_module_loads_a_pickle() -> None:
-    root = Path(__file__).resolve().parents[1] / "dlrun"
+    root = Path(__file__).resolve().parents[2] / "dlrun"
     for path in root.rglob("*.py"):
         text = path.read_text()
         for bad in ("pickle.load", "read_pickle", "allow_pickle=True", "joblib.load", "pd.read_pickle"):

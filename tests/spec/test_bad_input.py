@@ -94,7 +94,7 @@ def test_validation_with_argument_checks_never_imports_keras(tmp_path: Path) -> 
         "validate(raw)\n"
         "assert not {'keras', 'tensorflow', 'jax'} & set(sys.modules)"
     )
-    tests = Path(__file__).resolve().parent
+    tests = Path(__file__).resolve().parents[1]
     res = subprocess.run([sys.executable, "-c", code], cwd=tests, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
 

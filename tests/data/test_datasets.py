@@ -19,7 +19,7 @@ from dlrun.data.sources import NAMED, Dataset, check_task, dataset_status, infer
 from dlrun.errors import DataError
 from dlrun.spec.schema import CsvOptions, DataSpec
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(
     not (SHARED_DATA / "sonar.csv").is_file(),
     reason=f"offline dataset copies not found in {SHARED_DATA} (set up /work/shared/data to run these)",
@@ -336,7 +336,7 @@ def test_loading_tabular_data_does_not_import_tensorflow() -> None:
         "load_dataset(DataSpec(source='sklearn:iris'))\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
 # ----------------------------------------------------------------------------- task inference

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dlrun.spec import keras_names as kn
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_tables_match_installed_keras() -> None:

@@ -25,7 +25,7 @@ from dlrun.spec.schema import (
     validate,
 )
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _problems(raw: dict[str, Any], overrides: list[str] | None = None) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from dlrun.data import sources as datasets
 from dlrun.errors import DataError, SpecError
 from dlrun.spec.schema import DataSpec, validate
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist_mlp.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mnist_mlp.yaml"
 
 
 def _fake_mnist(folder: Path, n_train: int = 60, n_test: int = 20, **drop: bool) -> Path:

@@ -27,7 +27,7 @@ from dlrun.cli.app import app
 from dlrun.data.sources import load_dataset
 from dlrun.spec.schema import validate
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 # task -> (spec overrides, expected per-epoch history columns (test_: the held-out rows), held-out metrics)
