@@ -2,7 +2,7 @@
 
 Usage: python scripts/gen_keras_names.py [OUTPUT]
 
-tests/test_keras_names.py checks that the committed table still matches Keras.
+tests/spec/test_keras_names.py checks that the committed table still matches Keras.
 """
 
 from __future__ import annotations

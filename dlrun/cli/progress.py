@@ -161,6 +161,10 @@ class _Clock:
         self.base_models = 0
         self.models_in_flight = 1
         self.epoch_now = 0
+        # epochs reached by each model still training: the stacked engine trains blocks of models
+        # on two threads, so events of different blocks interleave and one "current epoch" would
+        # send the ETA back and forth
+        self.in_flight: dict[tuple[int, int], int] = {}
         self.mark_time: float | None = None
         self.mark_work = 0.0
         self.timed_epochs = 0
@@ -171,13 +175,28 @@ class _Clock:
         self.epochs = max(epochs, 1)
         self.done_models = done
         self.base_models = done
+        self.in_flight = {}
         self.mark_time = None
         self.mark_work = 0.0
         self.timed_epochs = 0
 
     def fraction(self) -> float:
-        work = self.done_models * self.epochs + self.models_in_flight * self.epoch_now
+        work = self.done_models * self.epochs + sum(self.in_flight.values())
         return min(1.0, work / (self.total * self.epochs))
+
+    def advance(self, keys: tuple[tuple[int, int], ...], epoch: int) -> None:
+        """The models ``keys`` finished ``epoch`` (1-based)."""
+        self.models_in_flight = len(keys)
+        self.epoch_now = epoch
+        for k in keys:
+            self.in_flight[k] = max(self.in_flight.get(k, 0), epoch)
+        self.tick()
+
+    def finish(self, key: tuple[int, int]) -> None:
+        """Model ``key`` is done (trained and scored)."""
+        self.done_models += 1
+        self.in_flight.pop(key, None)
+        self.epoch_now = 0
 
     def tick(self) -> None:
         """An epoch ended: the first one sets the mark the ETA is timed from."""
@@ -239,9 +258,7 @@ class PlainReporter:
         self._line(f"{run}: training {total_models} model(s) x {epochs} epochs{already}")
 
     def epoch(self, event: EpochEvent) -> None:
-        self.clock.models_in_flight = len(event.keys)
-        self.clock.epoch_now = event.epoch
-        self.clock.tick()
+        self.clock.advance(event.keys, event.epoch)
         if self.log_every <= 0 or (event.epoch % self.log_every and event.epoch != event.epochs):
             return
         who = _who(event.keys, self.clock.total)
@@ -252,8 +269,7 @@ class PlainReporter:
         )
 
     def model_done(self, key: tuple[int, int], scores: dict[str, float], seconds: float) -> None:
-        self.clock.done_models += 1
-        self.clock.epoch_now = 0
+        self.clock.finish(key)
         shown = " ".join(f"{k}={v:.4g}" for k, v in list(scores.items())[:4])
         shown = f"{shown} | " if shown else ""
         if self.log_every == 0 or self.clock.models_in_flight == 1:
@@ -307,9 +323,7 @@ class RichReporter:
         )
 
     def epoch(self, event: EpochEvent) -> None:
-        self.clock.models_in_flight = len(event.keys)
-        self.clock.epoch_now = event.epoch
-        self.clock.tick()
+        self.clock.advance(event.keys, event.epoch)
         who = _who(event.keys, self.clock.total)
         who = f"{who} " if who else ""
         done = self.clock.fraction() * self.clock.total * self.clock.epochs
@@ -321,8 +335,7 @@ class RichReporter:
         )
 
     def model_done(self, key: tuple[int, int], scores: dict[str, float], seconds: float) -> None:
-        self.clock.done_models += 1
-        self.clock.epoch_now = 0
+        self.clock.finish(key)
         self.progress.update(
             self.task,
             completed=self.clock.fraction() * self.clock.total * self.clock.epochs,

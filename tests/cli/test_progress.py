@@ -194,3 +194,25 @@ def test_fmt_logs_limits_and_rounds() -> None:
     logs = {f"m{i}": 1.0 / 3 for i in range(8)}
     text = fmt_logs(logs, limit=3)
     assert text == "m0=0.3333 m1=0.3333 m2=0.3333"
+
+
+def test_progress_of_interleaved_blocks_only_grows() -> None:
+    """Two blocks of models reporting in turn (the stacked engine's two threads) never move progress back."""
+    from dlrun.cli.progress import _Clock
+
+    clock = _Clock()
+    clock.start(total=40, epochs=300, done=0)
+    blocks = [tuple((0, f) for f in range(b * 10, b * 10 + 10)) for b in range(4)]
+    seen: list[float] = []
+    for pair in (blocks[:2], blocks[2:]):
+        for epoch in range(50, 301, 50):
+            for keys in pair:
+                clock.advance(keys, epoch)
+                seen.append(clock.fraction())
+        for keys in pair:
+            for key in keys:
+                clock.finish(key)
+                seen.append(clock.fraction())
+    assert all(b >= a for a, b in zip(seen, seen[1:]))
+    assert seen[11] == pytest.approx(0.5)  # both blocks of the first pair at epoch 300: half of all work
+    assert seen[-1] == pytest.approx(1.0)
