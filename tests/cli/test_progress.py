@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from typing import Any
 
@@ -213,6 +214,6 @@ def test_progress_of_interleaved_blocks_only_grows() -> None:
             for key in keys:
                 clock.finish(key)
                 seen.append(clock.fraction())
-    assert all(b >= a for a, b in zip(seen, seen[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(seen))
     assert seen[11] == pytest.approx(0.5)  # both blocks of the first pair at epoch 300: half of all work
     assert seen[-1] == pytest.approx(1.0)
