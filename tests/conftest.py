@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-# The suite runs on dlrun's default backend (JAX) unless KERAS_BACKEND says otherwise
-# (CI runs a TensorFlow subset with KERAS_BACKEND=tensorflow).
+# The suite runs on dlrun's default backend (JAX) unless KERAS_BACKEND says otherwise; the
+# TensorFlow-backend subset (tests/engines/test_runtime.py) runs in subprocesses of its own.
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 # One persistent XLA compilation cache for the whole test session, made fresh by the pytest
