@@ -247,10 +247,20 @@ def init_ray(address: str | None, num_cpus_local: int | None = None) -> Any:
 
 
 def _maybe_fault(marker: str | None) -> None:
-    """The :data:`FAULT_ENV` test hook, run first thing in every task."""
-    if marker and not os.path.exists(marker):
-        Path(marker).write_text(str(os.getpid()))
-        os.kill(os.getpid(), signal.SIGKILL)
+    """The :data:`FAULT_ENV` test hook, run first thing in every task: exactly one task dies.
+
+    The marker is created with ``O_EXCL``: two tasks starting at once on two workers would both
+    see no marker with a plain existence check, and both die.
+    """
+    if not marker:
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _task(fn: Callable[[Any], Iterable[Any]], job: Any, fault: str | None) -> list[Any]:
