@@ -11,7 +11,7 @@
     print(c.verdict); c.table; c.tests
 
 Errors are the exception classes of :mod:`dlrun.errors` (the CLI maps them to exit codes).
-Nothing here prints: progress goes to a :class:`~dlrun.cli.progress.Reporter` only when one is given.
+Nothing here prints: progress goes to a :class:`~dlrun.reporting.Reporter` only when one is given.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from dlrun.errors import InputError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dlrun.cli.progress import Reporter
     from dlrun.execution.executors import Executor
+    from dlrun.reporting import Reporter
     from dlrun.spec.schema import Spec
 
 

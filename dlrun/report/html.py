@@ -196,7 +196,7 @@ def _curve_units(config_text: str, task: str) -> str:
     """What the per-epoch values are measured in when the run transformed its target (else "")."""
     import yaml
 
-    from dlrun.cli.progress import transformed_target_note
+    from dlrun.reporting import transformed_target_note
 
     try:
         config = yaml.safe_load(config_text) or {}

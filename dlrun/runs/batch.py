@@ -18,8 +18,8 @@ from dlrun.store import io as report
 from dlrun.store.layout import BATCH_CSV, STATE, SUMMARY_JSON
 
 if TYPE_CHECKING:
-    from dlrun.cli.progress import Reporter
     from dlrun.execution.executors import Executor
+    from dlrun.reporting import Reporter
     from dlrun.runs.multirun import SpecDone, SpecJob
 
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlrun.cli.progress import Reporter
 from dlrun.errors import Interrupted
 from dlrun.execution.executors import Executor, LocalExecutor, Resources, fetch, reason_of
+from dlrun.reporting import Reporter
 from dlrun.spec.schema import Spec
 from dlrun.store import io as report
 from dlrun.store import layout

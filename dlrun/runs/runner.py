@@ -20,8 +20,6 @@ import numpy as np
 import pandas as pd
 
 from dlrun.catalog import CV_MODES, TRAIN_MODES
-from dlrun.cli.progress import NullReporter, Reporter
-from dlrun.cli.progress import fmt_value as _fmt
 from dlrun.data.preprocessing import Preprocessor
 from dlrun.data.sources import Dataset, load_dataset
 from dlrun.engines.base import Engine, FitJob, FitResult
@@ -31,6 +29,8 @@ from dlrun.evaluation import stats
 from dlrun.evaluation.scoring import HIGHER_IS_BETTER, baseline_name, baseline_scores, check_metrics, score
 from dlrun.evaluation.summary import headline_block
 from dlrun.protocol.splits import Fold, concrete_repeats, make_folds, splits_digest
+from dlrun.reporting import NullReporter, Reporter
+from dlrun.reporting import fmt_value as _fmt
 from dlrun.runs import lifecycle
 from dlrun.spec.schema import Spec, resolved_dict
 from dlrun.store import io as report
@@ -1210,7 +1210,7 @@ def _history_metrics(history: pd.DataFrame) -> list[str]:
 
 def _label_logs(prep: Prepared, reporter: Reporter) -> Reporter:
     """Mark logged per-epoch values as being on the transformed target, where they are."""
-    from dlrun.cli.progress import label_transformed_target
+    from dlrun.reporting import label_transformed_target
 
     return label_transformed_target(
         reporter, prep.spec.preprocessing.target.transform, prep.data.target_names, prep.task
@@ -1219,7 +1219,7 @@ def _label_logs(prep: Prepared, reporter: Reporter) -> Reporter:
 
 def _curve_units(prep: Prepared) -> str:
     """What Keras' per-epoch loss and metrics are measured in when the target is transformed."""
-    from dlrun.cli.progress import transformed_target_note
+    from dlrun.reporting import transformed_target_note
 
     return transformed_target_note(prep.spec.preprocessing.target.transform, prep.data.target_names, prep.task)
 

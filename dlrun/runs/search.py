@@ -37,13 +37,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from dlrun.cli.progress import NullReporter, Reporter
 from dlrun.data.sources import Dataset
 from dlrun.errors import DlrunError, InputError, Interrupted, RunError, SpecError
 from dlrun.evaluation import stats
 from dlrun.evaluation.scoring import HIGHER_IS_BETTER
 from dlrun.evaluation.summary import headline_block
 from dlrun.protocol.splits import Fold, make_folds
+from dlrun.reporting import NullReporter, Reporter
 from dlrun.runs.runner import Prepared, choose_engine, prepare, run_cv
 from dlrun.spec.schema import EvaluationSpec, SearchSpec, Spec, validate
 from dlrun.spec.search_space import Param, base_raw, choice_label, parse_space, set_value

@@ -25,8 +25,8 @@ from dlrun.store import io as report
 from dlrun.store.layout import HISTORY, STATE, SUMMARY_JSON, SWEEP_CSV, SWEEP_STATE
 
 if TYPE_CHECKING:
-    from dlrun.cli.progress import Reporter
     from dlrun.execution.executors import Executor
+    from dlrun.reporting import Reporter
     from dlrun.runs.multirun import SpecDone, SpecJob
 
 

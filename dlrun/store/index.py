@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlrun.cli.progress import fmt_duration
 from dlrun.errors import CorruptFileError, InputError
 from dlrun.evaluation.summary import headline_block
+from dlrun.reporting import fmt_duration
 from dlrun.runs.locking import is_locked
 from dlrun.store import io as report
 from dlrun.store.layout import BATCH_CSV, SEARCH_STATE, SWEEP_CSV, SWEEP_STATE, TRIALS_CSV

@@ -130,7 +130,7 @@ def test_search_runs_writes_outputs_and_resumes_without_repeating(
 
 
 def test_a_trial_asked_but_not_told_is_asked_again_with_its_folds(tmp_path: Path) -> None:
-    from dlrun.cli.progress import NullReporter
+    from dlrun.reporting import NullReporter
     from dlrun.runs.search import _open_study, _recover, _trial_dir
     from dlrun.spec.schema import SearchSpec
 
