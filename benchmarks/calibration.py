@@ -415,7 +415,9 @@ def run(
     with_tests: bool = True,
     processes: tuple[str, ...] = ("logistic", "regression"),
     designs: tuple[str, ...] = tuple(DESIGNS),
+    raw: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
+    """The whole study; ``raw``, when given, receives every design's fold scores (see :func:`save_scores`)."""
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     truth_models = min(TRUTH_MODELS, max(200, 5 * n_datasets))
@@ -445,6 +447,11 @@ def run(
                 for m, fn in METRICS[process].items()
             }
             cov += coverage_rows(process, design, scores, k, r, tr)
+            if raw is not None:
+                for m, sc in scores.items():
+                    raw[f"{process}|{design}|{m}"] = sc
+                raw[f"{process}|{design}|_outputs"] = z.astype(np.float32)
+                raw[f"{process}|{design}|_targets"] = y.astype(np.float32)
             log(f"[{time.perf_counter() - t0:6.1f}s] {process} {design}: {n_datasets} datasets × {k * r} folds")
             if not with_tests or process != "logistic" or design not in TEST_DESIGNS:
                 continue
@@ -498,6 +505,148 @@ def run(
     }
 
 
+# ----------------------------------------------------------------------------- offline: alternative headlines
+def save_scores(path: Path, raw: dict[str, np.ndarray], res: dict[str, Any], seed: int) -> None:
+    """Write every design's raw fold scores, so other intervals can be studied without retraining.
+
+    The ``.npz`` holds ``"process|design|metric"`` → fold scores ``(N, r·k)`` (repeat-major: repeat 0's
+    k folds first), ``"process|design|_outputs"``/``"_targets"`` → test outputs and targets
+    ``(N, r·k, n_test)``, and ``"meta"``: a JSON string with the seed, each design's ``(k, r)`` and
+    each process's truths.
+    """
+    meta = {"seed": seed, "n_rows": N_ROWS, "designs": DESIGNS, "truth": res["truth"], "n_datasets": res["n_datasets"]}
+    np.savez_compressed(path, meta=np.array(json.dumps(meta)), **raw)
+
+
+def _t_bounds(mean: np.ndarray, se: np.ndarray, df: np.ndarray | float, conf: float = 0.95) -> tuple[Any, Any]:
+    half = sps.t.ppf(0.5 + conf / 2, df) * se
+    return mean - half, mean + half
+
+
+def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-dataset ``(mean, sample std, J)`` of fold scores ``(N, J)``, NaN folds (one-class AUC) left out."""
+    j = np.isfinite(x).sum(axis=1).astype(np.float64)
+    return np.nanmean(x, axis=1), np.nanstd(x, axis=1, ddof=1), j
+
+
+def _logit_bounds(mean: np.ndarray, se: np.ndarray, df: Any, bounded: bool) -> tuple[Any, Any]:
+    """Delta-method interval on the logit scale (metrics in [0, 1]), plain otherwise."""
+    if not bounded:
+        return _t_bounds(mean, se, df)
+    m = np.clip(mean, 1e-9, 1 - 1e-9)
+    g, dg = np.log(m / (1 - m)), 1 / (m * (1 - m))
+    lo, hi = _t_bounds(g, se * dg, df)
+    return 1 / (1 + np.exp(-lo)), 1 / (1 + np.exp(-hi))
+
+
+def _nb(rho_ratio: Any, df: str = "J-1", quantile: str = "t", scale: str = "plain") -> Any:
+    """A corrected-variance rule: se² = (1/J + ratio)·s² with ``ratio = rho_ratio(k, n_train, n_test)``."""
+
+    def rule(x: np.ndarray, k: int, r: int, metric: str) -> tuple[Any, Any]:
+        n_test = N_ROWS // k
+        n_train = N_ROWS - n_test
+        mean, sd, j = _moments(x)
+        se = np.sqrt(1 / j + rho_ratio(k, n_train, n_test)) * sd
+        dof: Any = {"J-1": j - 1, "k-1": k - 1.0, "r-1": max(r - 1, 1.0)}[df] if quantile == "t" else np.inf
+        if scale == "logit":
+            return _logit_bounds(mean, se, dof, metric in ("accuracy", "roc_auc"))
+        return _t_bounds(mean, se, dof)
+
+    return rule
+
+
+def _nb_r2_unbiased(x: np.ndarray, k: int, r: int, metric: str) -> tuple[Any, Any]:
+    """Nadeau–Bengio on per-fold R² with the first-order bias of the fold's own mean removed:
+    ``1 − (1 − R²)·(m − 1)/m`` for a fold of m rows (E[Σ(y − ȳ)²] = (m − 1)σ², not mσ²)."""
+    if metric == "r2":
+        m = N_ROWS // k
+        x = 1 - (1 - x) * (m - 1) / m
+    return _nb(lambda k, ntr, nte: nte / ntr)(x, k, r, metric)
+
+
+def _bf_over_runs(x: np.ndarray, k: int, r: int, metric: str) -> tuple[Any, Any]:
+    """Bouckaert & Frank (2004) "averaging over runs": the k fold-position means over r runs, corrected, k − 1 df."""
+    n_test = N_ROWS // k
+    per_fold = np.nanmean(x.reshape(len(x), r, k), axis=1)
+    mean, sd, j = _moments(per_fold)
+    se = np.sqrt(1 / j + n_test / (N_ROWS - n_test)) * sd
+    return _t_bounds(mean, se, j - 1)
+
+
+#: Candidate headline rules for ``--candidates-from`` (name → rule(fold scores (N, J), k, r, metric) → bounds).
+CANDIDATES: dict[str, Any] = {
+    "NB: 1/J + n_test/n_train, t(J−1) [Nadeau & Bengio 2003; B&F 2004]": _nb(lambda k, ntr, nte: nte / ntr),
+    "NB, z quantile instead of t": _nb(lambda k, ntr, nte: nte / ntr, quantile="z"),
+    "NB, logit scale for accuracy/AUC": _nb(lambda k, ntr, nte: nte / ntr, scale="logit"),
+    "NB with ρ = n_test/n as the factor: 1/J + n_test/n": _nb(lambda k, ntr, nte: nte / (ntr + nte)),
+    "NB, df = k − 1 (B&F)": _nb(lambda k, ntr, nte: nte / ntr, df="k-1"),
+    "B&F averaging over runs (k means), corrected, k − 1 df": _bf_over_runs,
+    "NB, per-fold R² bias of the fold mean removed": _nb_r2_unbiased,
+}
+
+
+def candidate_rows(path: Path, scan: tuple[float, ...] = ()) -> list[dict[str, Any]]:
+    """Coverage of each candidate headline interval on the fold scores saved by ``--save-scores``.
+
+    Args:
+        path: An ``.npz`` written by :func:`save_scores`.
+        scan: Multipliers c of the correction's second term (``1/J + c·n_test/n_train``) to add as rules.
+
+    Returns:
+        One row per (candidate, process, design, metric) with coverage, Wilson interval, mean width.
+    """
+    f = np.load(path)
+    meta = json.loads(str(f["meta"]))
+    rules = dict(CANDIDATES)
+    for c in scan:
+        rules[f"NB with c·n_test/n_train, c = {c:g}"] = _nb(lambda k, ntr, nte, c=c: c * nte / ntr)
+    rows = []
+    for key in f.files:
+        if key == "meta" or "|_" in key:
+            continue
+        process, design, metric = key.split("|")
+        k, r = meta["designs"][design]
+        truth_v = meta["truth"][f"{process}/n_train={N_ROWS - N_ROWS // k}"][metric][0]
+        x = f[key]
+        for name, rule in rules.items():
+            lo, hi = rule(x, k, r, metric)
+            ok = np.isfinite(lo) & np.isfinite(hi)
+            hits = int(np.sum((lo <= truth_v) & (truth_v <= hi) & ok))
+            cov, clo, chi = wilson(hits, int(ok.sum()))
+            rows.append(
+                {
+                    "rule": name,
+                    "process": process,
+                    "design": design,
+                    "metric": metric,
+                    "coverage": cov,
+                    "cov_low": clo,
+                    "cov_high": chi,
+                    "mean_width": float(np.mean((hi - lo)[ok])),
+                    "datasets": int(ok.sum()),
+                }
+            )
+    return rows
+
+
+def candidates_markdown(rows: list[dict[str, Any]], band: tuple[float, float] = (0.93, 0.975)) -> str:
+    """Table of :func:`candidate_rows`, one line per rule with a column per design and metric."""
+    cols = sorted(
+        {(r["process"], r["design"], r["metric"]) for r in rows}, key=lambda c: (c[0], list(DESIGNS).index(c[1]), c[2])
+    )
+    lines = [
+        "| rule | " + " | ".join(f"{p[:3]} {d} {m}" for p, d, m in cols) + " | rows in band |",
+        "|---|" + "---|" * len(cols) + "---|",
+    ]
+    for rule in dict.fromkeys(r["rule"] for r in rows):
+        by = {(r["process"], r["design"], r["metric"]): r for r in rows if r["rule"] == rule}
+        inside = sum(band[0] <= by[c]["coverage"] <= band[1] for c in cols)
+        lines.append(
+            f"| {rule} | " + " | ".join(f"{by[c]['coverage']:.3f}" for c in cols) + f" | {inside}/{len(cols)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def markdown(res: dict[str, Any], compact: bool = False) -> str:
     """The study's two tables; ``compact`` (the README's) keeps every interval of accuracy and MAE
     and only the headline of ROC AUC and R²."""
@@ -544,11 +693,22 @@ def main() -> None:
     ap.add_argument("--processes", nargs="+", default=["logistic", "regression"], choices=["logistic", "regression"])
     ap.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=list(DESIGNS))
     ap.add_argument("--tables-from", type=Path, help="print the tables of a saved --out JSON instead of running")
+    ap.add_argument("--save-scores", type=Path, help="also write every design's raw fold scores to this .npz")
+    ap.add_argument(
+        "--candidates-from",
+        type=Path,
+        help="print the coverage of alternative headline intervals from a --save-scores file",
+    )
+    ap.add_argument("--scan", type=float, nargs="*", default=[], help="with --candidates-from: multipliers c to scan")
     args = ap.parse_args()
+    if args.candidates_from:
+        print(candidates_markdown(candidate_rows(args.candidates_from, tuple(args.scan))))
+        return
     if args.tables_from:
         print(markdown(json.loads(args.tables_from.read_text()), compact=args.compact))
         return
     n = 40 if args.quick else args.datasets
+    raw: dict[str, np.ndarray] | None = {} if args.save_scores else None
     res = run(
         n,
         args.seed,
@@ -556,7 +716,10 @@ def main() -> None:
         with_tests=not args.skip_tests,
         processes=tuple(args.processes),
         designs=tuple(args.designs),
+        raw=raw,
     )
+    if args.save_scores and raw is not None:
+        save_scores(args.save_scores, raw, res, args.seed)
     text = markdown(res, compact=args.compact)
     print(text)
     print(f"{res['seconds']:.0f} s", file=sys.stderr)

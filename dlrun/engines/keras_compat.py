@@ -39,12 +39,17 @@ def set_random_seed(seed: int) -> None:
 
 
 @contextmanager
-def recording_initializers() -> Iterator[dict[int, Any]]:
+def recording_initializers(draw: bool = True) -> Iterator[dict[int, Any]]:
     """Record the initializer of every weight a layer creates while the block runs.
 
     Yields ``{id(variable): initializer}``. Keras drops a variable's initializer once
     it has drawn its value, and layers name theirs differently (an LSTM's bias
     initializer is a closure), so ``Layer.add_weight`` is wrapped while the model builds.
+
+    Args:
+        draw: False: create every weight as zeros instead of drawing it (the stacked engine
+            draws each model's own values from the recorded initializers in one program, and
+            eager random draws compile one small program per shape: about a second per model).
     """
     import keras
     from keras.src.layers.layer import Layer
@@ -54,8 +59,14 @@ def recording_initializers() -> Iterator[dict[int, Any]]:
     signature = inspect.signature(original)
 
     def add_weight(self: Any, *args: Any, **kwargs: Any) -> Any:
-        var = original(self, *args, **kwargs)
         bound = signature.bind(self, *args, **kwargs)
+        if draw:
+            var = original(self, *args, **kwargs)
+        else:
+            cheap = dict(bound.arguments)
+            cheap.pop("self")
+            cheap["initializer"] = "zeros"
+            var = original(self, **cheap)
         init = bound.arguments.get("initializer")
         if init is None:
             init = "glorot_uniform" if "float" in str(var.dtype) else "zeros"

@@ -141,6 +141,7 @@ def _jax_devices(rt: RuntimeSpec) -> list[str]:
     """GPUs JAX sees (``device: cpu`` makes JAX use the CPU even where it has one)."""
     import jax
 
+    _use_compile_cache(jax)
     if rt.device == "cpu":
         jax.config.update("jax_platforms", "cpu")
         return []
@@ -151,6 +152,41 @@ def _jax_devices(rt: RuntimeSpec) -> list[str]:
     if rt.deterministic:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
     return [str(g) for g in gpus]
+
+
+def compile_cache_dir() -> str | None:
+    """Where compiled XLA programs are kept between runs; None: not kept (or the user's own JAX setting).
+
+    ``DLRUN_COMPILE_CACHE``: unset or ``1`` keeps them under ``$XDG_CACHE_HOME/dlrun/jax``
+    (``~/.cache/dlrun/jax``), a path keeps them there, ``0`` turns the cache off. A user's
+    ``JAX_COMPILATION_CACHE_DIR`` is left to JAX.
+    """
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return None
+    value = os.environ.get("DLRUN_COMPILE_CACHE", "").strip()
+    if value.lower() in ("0", "off", "false", "no"):
+        return None
+    if value and value.lower() not in ("1", "on", "true", "yes"):
+        return value
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "dlrun", "jax")
+
+
+def _use_compile_cache(jax: Any) -> None:
+    # A stacked program takes 1-3 s to compile and is the same in the next run of the spec, in
+    # every batch of a search and in every outer fold of nested cross-validation; JAX's
+    # persistent cache (keyed by the program, the compiler options and the versions) serves it
+    # again. Programs that compile in under 0.1 s are not worth a file.
+    path = compile_cache_dir()
+    if path is not None:
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError:  # a read-only home: run without the cache
+            return
+        jax.config.update("jax_compilation_cache_dir", path)
+    if path is not None or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        if not os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 
 def _tensorflow_devices(rt: RuntimeSpec) -> list[str]:

@@ -35,6 +35,7 @@ import os
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -112,14 +113,25 @@ _OPT_SCALARS = (
     "global_clipnorm",
 )
 _REG_SCALARS = ("l1", "l2")
+_NOISE_SCALARS = {
+    "Dropout": "rate",
+    "SpatialDropout1D": "rate",
+    "SpatialDropout2D": "rate",
+    "SpatialDropout3D": "rate",
+    "GaussianNoise": "stddev",
+}
+"""Noise layers whose scalar Keras only compares with 0 and otherwise computes with (the JAX
+backend's ``dropout``: ``1 - rate`` into ``jax.random.bernoulli``; ``normal(...) * stddev``), so
+a traced per-model value draws exactly what a model built with that value draws."""
 
 
 def hparam_paths(spec: Spec) -> dict[str, float]:
     """The spec's scalars that may differ per model inside one program, by dotted path.
 
-    Paths are the ones ``--set`` takes: ``compile.optimizer.Adam.learning_rate`` and
-    ``model.layers[0].Dense.kernel_regularizer.L2.l2``. Values are the spec's own (Keras'
-    default where the spec leaves one out is not listed: give it in the spec to sweep it).
+    Paths are the ones ``--set`` takes: ``compile.optimizer.Adam.learning_rate``,
+    ``model.layers[0].Dense.kernel_regularizer.L2.l2`` and ``model.layers[0].Dropout.rate``.
+    Values are the spec's own (Keras' default where the spec leaves one out is not listed:
+    give it in the spec to sweep it).
     """
     out: dict[str, float] = {}
     name, args = spec.compile.optimizer_entry
@@ -127,6 +139,9 @@ def hparam_paths(spec: Spec) -> dict[str, float]:
         if key in _OPT_SCALARS and isinstance(val, (int, float)) and not isinstance(val, bool):
             out[f"compile.optimizer.{name}.{key}"] = float(val)
     for i, (lname, largs) in enumerate(spec.model.entries):
+        noise = _NOISE_SCALARS.get(lname)
+        if noise is not None and isinstance(largs.get(noise), (int, float)) and not isinstance(largs[noise], bool):
+            out[f"model.layers[{i}].{lname}.{noise}"] = float(largs[noise])
         for key, val in largs.items():
             if key.endswith("_regularizer") and isinstance(val, dict) and len(val) == 1:
                 rname, rargs = next(iter(val.items()))
@@ -164,21 +179,49 @@ def shared_groups(specs: Sequence[Spec]) -> list[list[int]]:
 
     Two specs share a program when they differ only in per-model scalars
     (:func:`hparam_paths`: optimizer learning rate, momentum, betas, epsilon, rho, weight
-    decay, clipping; L1/L2 regularization factors), with zero-ness and sign equal (Keras
-    branches on ``momentum != 0`` or ``clipnorm > 0`` while it traces).
+    decay, clipping; L1/L2 regularization factors; dropout rates and Gaussian noise), with
+    zero-ness and sign equal (Keras branches on ``momentum != 0``, ``clipnorm > 0`` or
+    ``rate > 0`` while it traces).
 
     Returns:
         Lists of indices into ``specs``, in first-seen order; train each with :func:`fit_shared`.
     """
-    import json
-
     groups: dict[str, list[int]] = {}
     for i, spec in enumerate(specs):
-        scal = hparam_paths(spec)
-        signs = {k: (v > 0) - (v < 0) for k, v in scal.items()}
-        key = json.dumps([_structure(spec), sorted(signs.items())], sort_keys=True, default=str)
-        groups.setdefault(key, []).append(i)
+        groups.setdefault(program_key(spec), []).append(i)
     return list(groups.values())
+
+
+def program_key(spec: Spec) -> str:
+    """What two specs must share to train in one program: everything but the per-model scalars' values."""
+    import json
+
+    signs = {k: (v > 0) - (v < 0) for k, v in hparam_paths(spec).items()}
+    return json.dumps([_structure(spec), sorted(signs.items())], sort_keys=True, default=str)
+
+
+_ENGINES: OrderedDict[tuple[Any, ...], StackedEngine] = OrderedDict()
+_ENGINES_KEPT = 8
+
+
+def shared_engine(spec: Spec, task: str, input_shape: tuple[int, ...], n_outputs: int) -> StackedEngine:
+    """A :class:`StackedEngine` for ``spec``, reused by every later spec with the same :func:`program_key`.
+
+    A search asks for the same few programs batch after batch (and nested cross-validation
+    once per outer fold): reusing the engine reuses its compiled programs, since each model's
+    own scalars are inputs of the program, not constants in it. The last
+    :data:`_ENGINES_KEPT` engines are kept.
+    """
+    key = (program_key(spec), task, tuple(int(d) for d in input_shape), int(n_outputs))
+    with _LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = StackedEngine(spec, task, input_shape, n_outputs)
+            _ENGINES[key] = engine
+            while len(_ENGINES) > _ENGINES_KEPT:
+                _ENGINES.popitem(last=False)
+        _ENGINES.move_to_end(key)
+        return engine
 
 
 def fit_shared(
@@ -215,7 +258,7 @@ def fit_shared(
         for job in jobs:
             all_jobs.append(dataclasses.replace(job, hparams={**(job.hparams or {}), **hp}))
             owner.append(si)
-    engine = StackedEngine(base, task, input_shape, n_outputs)
+    engine = shared_engine(base, task, input_shape, n_outputs)
     for idx, result in enumerate(engine.fit(all_jobs, on_epoch)):
         yield owner[idx], result
 
@@ -283,7 +326,7 @@ class StackedEngine:
 
         cfg = resolve_compile(self.spec, self.task)
         kc.set_random_seed(self.spec.seed)
-        with kc.recording_initializers() as inits:
+        with kc.recording_initializers(draw=False) as inits:
             model = build_model(self.spec, self.input_shape, self.n_outputs, self.task)
         compile_model(model, cfg)
         self.model = model
@@ -907,7 +950,7 @@ def _select(ok: Any, new: Any, old: Any) -> Any:
 
 
 class _overrides:
-    """Set the optimizer's and regularizers' per-model scalars to this model's traced values."""
+    """Set the optimizer's, regularizers' and noise layers' per-model scalars to this model's traced values."""
 
     def __init__(self, engine: StackedEngine, hp: dict[str, Any]) -> None:
         self.targets = [(*_target(engine, path), value) for path, value in hp.items()]
@@ -934,9 +977,11 @@ def _target(engine: StackedEngine, path: str) -> tuple[Any, str]:
         if attr == "learning_rate":
             return None, attr
         return engine.opt, attr
-    # model.layers[i].Name.<x>_regularizer.Reg.<l1|l2>
     i = int(parts[1].split("[")[1].rstrip("]"))
     layer = engine.model.layers[i]
+    if len(parts) == 4:  # model.layers[i].Dropout.rate
+        return layer, parts[3]
+    # model.layers[i].Name.<x>_regularizer.Reg.<l1|l2>
     return getattr(layer, parts[3]), parts[-1]
 
 

@@ -10,8 +10,10 @@ marked failed in the study and asked again with the same values, keeping its fin
 
 Trials are asked in batches (``search.batch``) and their folds trained by :func:`train_trials`:
 trials that differ only in per-model hyperparameters (the stacked engine's ``shared_groups``)
-train with all their folds in one engine call (``fit_shared``), any other trial in one engine
-call of its own; these jobs run on the spec's executor (here, or as Ray tasks). Racing
+train with all their folds in one engine call (``fit_shared``; a dropout rate, a learning rate
+or a regularization factor is such a hyperparameter, a layer's width is not), any other trial
+in one engine call of its own. The stacked engine of a shape is kept for the whole search, so
+later batches reuse its compiled programs. These jobs run on the spec's executor (here, or as Ray tasks). Racing
 (``search.racing``) trains the folds in stages and stops a trial whose score so far is worse
 than the current best's, on the same folds, by the Nadeau–Bengio corrected paired interval.
 
@@ -215,7 +217,9 @@ def train_trials(
     by_key_fold = {f.key: f for f in folds}
     errors: dict[int, str] = {}
     for group in groups:
-        shared = api is not None and len(group) > 1 and _engine_of(group[0]) == "stacked"
+        # one trial alone goes through fit_shared too: its engine (and compiled programs) is
+        # then reused by every later trial of the same shape
+        shared = api is not None and _engine_of(group[0]) == "stacked"
         for members in [group] if shared else [[w] for w in group]:
             done = [_parts_of(w.path) for w in members]
             pending = [f for f in folds if any(f.key not in d for d in done)]

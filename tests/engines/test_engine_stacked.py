@@ -453,3 +453,32 @@ def test_per_model_hyperparameters_equal_separate_runs() -> None:
             for wa, wb in zip(a.weights or [], b.weights or []):
                 np.testing.assert_allclose(wa, wb, atol=1e-6)
             np.testing.assert_allclose(a.history["loss"], b.history["loss"], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("layer", "key", "values"),
+    [("Dropout", "rate", (0.1, 0.4)), ("GaussianNoise", "stddev", (0.05, 0.5))],
+)
+def test_per_model_noise_scalars_equal_separate_runs(layer: str, key: str, values: tuple[float, float]) -> None:
+    """A dropout rate or noise stddev differing per model in one program draws what separate programs draw."""
+
+    def spec_for(v: float) -> Spec:
+        return make_spec("adam", [{layer: {key: v}}, *DENSE], epochs=3)
+
+    specs = [spec_for(v) for v in values]
+    assert shared_groups(specs) == [[0, 1]]
+    assert shared_groups([*specs, spec_for(0.0)]) == [[0, 1], [2]]  # Keras skips the layer at 0
+    jobs = make_jobs([10, 9])
+    w0 = StackedEngine(specs[0], "binary", (3,), 1)._initial_state(jobs)
+    for m, job in enumerate(jobs):
+        job.initial_weights = [w0["tv"][i][m] for i in range(4)]
+    together = list(fit_shared(specs, jobs, "binary", (3,), 1))
+    losses = []
+    for k, spec in enumerate(specs):
+        alone = list(StackedEngine(spec, "binary", (3,), 1).fit(jobs))
+        for a, (_, b) in zip(alone, together[2 * k : 2 * k + 2]):
+            for wa, wb in zip(a.weights or [], b.weights or []):
+                np.testing.assert_allclose(wa, wb, atol=1e-6)
+            np.testing.assert_allclose(a.history["loss"], b.history["loss"], atol=1e-6)
+            losses.append(a.history["loss"])
+    assert not np.allclose(losses[0], losses[2])  # the two values really differ in what they train
