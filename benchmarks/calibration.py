@@ -337,10 +337,11 @@ def coverage_rows(
                 confidence=0.95,
                 mode=mode,
             )
-            plain = stats.nadeau_bengio(sc[i], n_train, n_test, 0.95)
+            # Nadeau & Bengio as published: 1/J + n_test/n_train over all J scores, J − 1 df, plain scale
+            published = stats.nadeau_bengio(sc[i], n_train, n_test, 0.95, rho_factor=1.0)
             blocks = {
-                "headline: Nadeau–Bengio, kept in range (CI)": s["corrected"],
-                "Nadeau–Bengio, unclipped": plain,
+                "headline: corrected, calibrated (CI)": s["corrected"],
+                "Nadeau–Bengio as published (1/J + n_test/n_train)": published,
                 "naive t over folds (ignores dependence)": s["folds"],
             }
             if s["repeats"] is not None:
@@ -529,39 +530,87 @@ def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.nanmean(x, axis=1), np.nanstd(x, axis=1, ddof=1), j
 
 
-def _logit_bounds(mean: np.ndarray, se: np.ndarray, df: Any, bounded: bool) -> tuple[Any, Any]:
-    """Delta-method interval on the logit scale (metrics in [0, 1]), plain otherwise."""
-    if not bounded:
+def _scaled_bounds(mean: np.ndarray, se: np.ndarray, df: Any, metric: str, scale: str) -> tuple[Any, Any]:
+    """Interval on a metric's scale: ``plain``; ``dlrun`` (accuracy/AUC clipped to [0, 1], MAE on the
+    log scale, R² capped at 1, as :data:`dlrun.evaluation.stats.METRIC_SCALES`); ``logit`` (the same
+    with accuracy/AUC on the logit scale). Delta method on the transformed scale, mapped back."""
+    if scale == "plain":
         return _t_bounds(mean, se, df)
-    m = np.clip(mean, 1e-9, 1 - 1e-9)
-    g, dg = np.log(m / (1 - m)), 1 / (m * (1 - m))
-    lo, hi = _t_bounds(g, se * dg, df)
-    return 1 / (1 + np.exp(-lo)), 1 / (1 + np.exp(-hi))
+    if metric in ("accuracy", "roc_auc"):
+        if scale == "dlrun":
+            lo, hi = _t_bounds(mean, se, df)
+            return np.clip(lo, 0, 1), np.clip(hi, 0, 1)
+        m = np.clip(mean, 1e-9, 1 - 1e-9)
+        lo, hi = _t_bounds(np.log(m / (1 - m)), se / (m * (1 - m)), df)
+        return 1 / (1 + np.exp(-lo)), 1 / (1 + np.exp(-hi))
+    if metric == "mae":
+        lo, hi = _t_bounds(np.log(mean), se / mean, df)
+        return np.exp(lo), np.exp(hi)
+    lo, hi = _t_bounds(mean, se, df)
+    return np.minimum(lo, 1), np.minimum(hi, 1)
 
 
-def _nb(rho_ratio: Any, df: str = "J-1", quantile: str = "t", scale: str = "plain") -> Any:
-    """A corrected-variance rule: se² = (1/J + ratio)·s² with ``ratio = rho_ratio(k, n_train, n_test)``."""
+def _r2_fold_fix(x: np.ndarray, m: int, how: str) -> np.ndarray:
+    """Per-fold R² with the bias of its own denominator removed (fold of ``m`` rows).
 
-    def rule(x: np.ndarray, k: int, r: int, metric: str) -> tuple[Any, Any]:
+    A fold's R² is ``1 − SS_res/SS_tot`` with ``SS_tot = Σ(y − ȳ_fold)²``: ``E[SS_tot] = (m − 1)σ²``
+    (``"m-1"``: rescale by (m − 1)/m), and for normal y, ``E[σ²/SS_tot] = 1/(m − 3)`` (``"m-3"``:
+    rescale by (m − 3)/m, which also removes the ratio's Jensen bias when SS_res is independent of SS_tot).
+    """
+    if how == "none":
+        return x
+    d = {"m-1": 1, "m-3": 3}[how]
+    return 1 - (1 - x) * (m - d) / m
+
+
+def headline_rule(
+    c: float = 1.0,
+    j_term: str = "J",
+    df: str = "J-1",
+    quantile: str = "t",
+    scale: str = "plain",
+    r2_fix: str = "none",
+    over: str = "n_train",
+) -> Any:
+    """A corrected-variance headline interval, vectorized over datasets.
+
+    Args:
+        c: Multiplier of Nadeau & Bengio's ρ/(1 − ρ) = n_test/n_train (1: their rule).
+        j_term: ``"J"``: se² = (1/J + c·n_test/n_train)·s² over all J = r·k folds (Nadeau & Bengio;
+            Bouckaert & Frank's "use all data"); ``"k"``: the same with 1/k for 1/J (repeats test the
+            same n rows again, so the test-noise term does not shrink with r); ``"k-split"``: the
+            single k-fold variance (1/k + c·n_test/n_train)·s̄²_within (s̄²_within: mean of each repeat's
+            fold variance) less the split-to-split variance that averaging r repeats removes,
+            (1 − 1/r)·s²_R (s²_R: variance of the r per-repeat means).
+        df: ``"J-1"``, ``"k-1"`` or ``"r(k-1)"`` degrees of freedom of the t quantile.
+        quantile: ``"t"`` or ``"z"``.
+        scale: ``"plain"``, ``"dlrun"`` or ``"logit"`` (:func:`_scaled_bounds`).
+        r2_fix: Per-fold R² correction (:func:`_r2_fold_fix`).
+        over: ``"n_train"`` (Nadeau & Bengio's n_test/n_train) or ``"n"`` (n_test/n, ρ in place of ρ/(1 − ρ)).
+
+    Returns:
+        ``rule(x (N, J), k, r, metric) -> (low (N,), high (N,))``.
+    """
+
+    def fn(x: np.ndarray, k: int, r: int, metric: str) -> tuple[Any, Any]:
         n_test = N_ROWS // k
-        n_train = N_ROWS - n_test
+        ratio = c * n_test / (N_ROWS - n_test if over == "n_train" else N_ROWS)
+        if metric == "r2":
+            x = _r2_fold_fix(x, n_test, r2_fix)
         mean, sd, j = _moments(x)
-        se = np.sqrt(1 / j + rho_ratio(k, n_train, n_test)) * sd
-        dof: Any = {"J-1": j - 1, "k-1": k - 1.0, "r-1": max(r - 1, 1.0)}[df] if quantile == "t" else np.inf
-        if scale == "logit":
-            return _logit_bounds(mean, se, dof, metric in ("accuracy", "roc_auc"))
-        return _t_bounds(mean, se, dof)
+        if j_term == "J":
+            var = (1 / j + ratio) * sd**2
+        elif j_term == "k":
+            var = (1 / k + ratio) * sd**2
+        else:
+            xr = x.reshape(len(x), r, k)
+            within = np.nanmean(np.nanvar(xr, axis=2, ddof=1), axis=1)
+            split = np.nanvar(np.nanmean(xr, axis=2), axis=1, ddof=1) if r > 1 else 0.0
+            var = np.maximum((1 / k + ratio) * within - (1 - 1 / r) * split, sd**2 / j)
+        dof: Any = {"J-1": j - 1, "k-1": k - 1.0, "r(k-1)": r * (k - 1.0)}[df] if quantile == "t" else np.inf
+        return _scaled_bounds(mean, np.sqrt(var), dof, metric, scale)
 
-    return rule
-
-
-def _nb_r2_unbiased(x: np.ndarray, k: int, r: int, metric: str) -> tuple[Any, Any]:
-    """Nadeau–Bengio on per-fold R² with the first-order bias of the fold's own mean removed:
-    ``1 − (1 − R²)·(m − 1)/m`` for a fold of m rows (E[Σ(y − ȳ)²] = (m − 1)σ², not mσ²)."""
-    if metric == "r2":
-        m = N_ROWS // k
-        x = 1 - (1 - x) * (m - 1) / m
-    return _nb(lambda k, ntr, nte: nte / ntr)(x, k, r, metric)
+    return fn
 
 
 def _bf_over_runs(x: np.ndarray, k: int, r: int, metric: str) -> tuple[Any, Any]:
@@ -573,15 +622,35 @@ def _bf_over_runs(x: np.ndarray, k: int, r: int, metric: str) -> tuple[Any, Any]
     return _t_bounds(mean, se, j - 1)
 
 
+def _dlrun_headline(x: np.ndarray, k: int, r: int, metric: str) -> tuple[Any, Any]:
+    """The headline interval exactly as ``dlrun.evaluation.stats.nadeau_bengio`` computes it, per dataset."""
+    n_test = N_ROWS // k
+    ids = np.repeat(np.arange(r), k)
+    lo, hi = np.full(len(x), np.nan), np.full(len(x), np.nan)
+    for i, row in enumerate(x):
+        b = stats.nadeau_bengio(row, N_ROWS - n_test, n_test, 0.95, metric=metric, repeats=ids)
+        if b["ci_low"] is not None and b["ci_high"] is not None:
+            lo[i], hi[i] = b["ci_low"], b["ci_high"]
+    return lo, hi
+
+
 #: Candidate headline rules for ``--candidates-from`` (name → rule(fold scores (N, J), k, r, metric) → bounds).
 CANDIDATES: dict[str, Any] = {
-    "NB: 1/J + n_test/n_train, t(J−1) [Nadeau & Bengio 2003; B&F 2004]": _nb(lambda k, ntr, nte: nte / ntr),
-    "NB, z quantile instead of t": _nb(lambda k, ntr, nte: nte / ntr, quantile="z"),
-    "NB, logit scale for accuracy/AUC": _nb(lambda k, ntr, nte: nte / ntr, scale="logit"),
-    "NB with ρ = n_test/n as the factor: 1/J + n_test/n": _nb(lambda k, ntr, nte: nte / (ntr + nte)),
-    "NB, df = k − 1 (B&F)": _nb(lambda k, ntr, nte: nte / ntr, df="k-1"),
+    "NB: 1/J + n_test/n_train, t(J−1) [Nadeau & Bengio 2003; B&F 2004 'use all data']": headline_rule(),
+    "NB, z quantile instead of t": headline_rule(quantile="z"),
+    "NB, logit scale for accuracy/AUC": headline_rule(scale="logit"),
+    "NB with the factor 1/J + n_test/n (ρ for ρ/(1−ρ))": headline_rule(over="n"),
+    "NB, df = k − 1": headline_rule(df="k-1"),
     "B&F averaging over runs (k means), corrected, k − 1 df": _bf_over_runs,
-    "NB, per-fold R² bias of the fold mean removed": _nb_r2_unbiased,
+    "NB, per-fold R² (m−1)/m": headline_rule(r2_fix="m-1"),
+    "NB, per-fold R² (m−3)/m": headline_rule(r2_fix="m-3"),
+    "NB with 1/k for 1/J": headline_rule(j_term="k"),
+    "k-fold NB less split noise": headline_rule(j_term="k-split"),
+    "k-fold NB less split noise, R² (m−3)/m": headline_rule(j_term="k-split", r2_fix="m-3"),
+    "chosen: c = 1/2, k-fold less split noise, r(k−1) df, R² (m−3)/m, logit": headline_rule(
+        c=0.5, j_term="k-split", df="r(k-1)", r2_fix="m-3", scale="logit"
+    ),
+    "dlrun's headline as implemented (stats.nadeau_bengio)": _dlrun_headline,
 }
 
 
@@ -599,7 +668,9 @@ def candidate_rows(path: Path, scan: tuple[float, ...] = ()) -> list[dict[str, A
     meta = json.loads(str(f["meta"]))
     rules = dict(CANDIDATES)
     for c in scan:
-        rules[f"NB with c·n_test/n_train, c = {c:g}"] = _nb(lambda k, ntr, nte, c=c: c * nte / ntr)
+        rules[f"NB, c = {c:g}"] = headline_rule(c=c)
+        rules[f"k-fold NB less split noise, c = {c:g}"] = headline_rule(c=c, j_term="k-split")
+        rules[f"k-fold NB less split noise, R² (m−3)/m, c = {c:g}"] = headline_rule(c=c, j_term="k-split", r2_fix="m-3")
     rows = []
     for key in f.files:
         if key == "meta" or "|_" in key:

@@ -587,7 +587,8 @@ def compare(
     _print_frame(table, cols, f"{result.metric} ({int(round(result.confidence * 100))}% intervals)")
     out.print(
         "std (folds): sample std of the fold scores; se (headline): standard error of the headline estimate, "
-        "Nadeau\u2013Bengio corrected for k-fold runs (\u221a(1/J + n_test/n_train)\u00b7std, not std/\u221aJ).",
+        "corrected for correlated folds in k-fold runs (\u221acorrection\u00b7std, not std/\u221aJ; see each "
+        "summary's method).",
         markup=False,
     )
     if result.test is not None and not result.paired and result.test.get("warning"):

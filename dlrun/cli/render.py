@@ -15,8 +15,8 @@ def cv_summary_table(summary: dict[str, Any]) -> Table:
     conf = int(round(summary.get("confidence", 0.95) * 100))
     table = Table(
         title=f"{summary['name']}: {summary['n_models']} models ({summary['mode']}, engine {summary['engine']})",
-        caption="std: of the fold scores; se: of the estimate, Nadeau\u2013Bengio corrected where the estimate is "
-        "'corrected' (\u221a(1/J + n_test/n_train)\u00b7std, not std/\u221aJ, because folds share training rows)",
+        caption="std: of the fold scores; se: of the estimate, corrected where the estimate is 'corrected' "
+        "(\u221acorrection\u00b7std, not std/\u221aJ, because folds share training rows; see the summary's method)",
     )
     for col in ("metric", "estimate", "n", "mean", "std (folds)", "se (estimate)", f"{conf}% CI", "baseline mean"):
         table.add_column(col, justify="left" if col in ("metric", "estimate") else "right")

@@ -217,6 +217,7 @@ def shared_engine(spec: Spec, task: str, input_shape: tuple[int, ...], n_outputs
         engine = _ENGINES.get(key)
         if engine is None:
             engine = StackedEngine(spec, task, input_shape, n_outputs)
+            engine.pad_blocks = True
             _ENGINES[key] = engine
             while len(_ENGINES) > _ENGINES_KEPT:
                 _ENGINES.popitem(last=False)
@@ -311,6 +312,7 @@ class StackedEngine:
         self.n_outputs = int(n_outputs)
         self.threads = threads
         self.block_models = block_models or BLOCK_MODELS
+        self.pad_blocks = False  # True: fill even a call of fewer than block_models models (see _fit_chunk)
         self.jit = jit
         self.batch_size = int(spec.training.batch_size)
         self.epochs = int(spec.training.epochs)
@@ -449,11 +451,17 @@ class StackedEngine:
     def _fit_chunk(self, jobs: list[FitJob], on_epoch: EpochCallback | None) -> Iterator[FitResult]:
         t0 = time.perf_counter()
         n = len(jobs)
-        n_blocks = max(1, math.ceil(n / self.block_models))
-        size = math.ceil(n / n_blocks)
-        blocks = [jobs[s : s + size] for s in range(0, n, size)]
+        if n >= self.block_models or self.pad_blocks:
+            # every block has exactly block_models models, the last one filled with copies of its
+            # last job (trained, then dropped): one compiled program serves every call, whatever
+            # its number of models (a search's batches and racing stages vary it all the time)
+            size = self.block_models
+            jobs = jobs + [jobs[-1]] * (-n % size)
+        else:
+            size = n
+        blocks = [jobs[s : s + size] for s in range(0, len(jobs), size)]
         data = self._chunk_data(jobs)
-        results: list[FitResult | None] = [None] * n
+        results: list[FitResult | None] = [None] * len(jobs)
         progress = _Progress(jobs, self.epochs, on_epoch)
         threads = min(self._n_threads(), len(blocks))
 
@@ -471,7 +479,7 @@ class StackedEngine:
             for bi in range(len(blocks)):
                 run(bi)
         seconds = (time.perf_counter() - t0) / n
-        for res in results:
+        for res in results[:n]:
             assert res is not None
             res.seconds = seconds
             yield res
@@ -487,7 +495,7 @@ class StackedEngine:
         ):
             have = [x is not None and y is not None and len(x) > 0 for x, y in zip(xs, ys)]
             counts = np.array([len(x) if h and x is not None else 0 for x, h in zip(xs, have)], np.int32)
-            rows = max(1, int(counts.max()))
+            rows = _bucket(max(1, int(counts.max())))
             # one spare zero row at the end: padded batch slots index it
             x = np.zeros((len(jobs), rows + 1, *self.input_shape), np.float32)
             y = np.zeros((len(jobs), rows + 1, *y_shape), np.float32)
@@ -897,7 +905,7 @@ class StackedEngine:
         parts: list[list[np.ndarray | None]] = [[j.x_train for j in jobs], [j.x_test for j in jobs]]
         for slot, xs in enumerate(parts):
             counts = [0 if x is None else len(x) for x in xs]
-            rows = max(1, max(counts))
+            rows = _bucket(max(1, max(counts)))
             x = np.zeros((len(jobs), rows, *self.input_shape), np.float32)
             for m, xi in enumerate(xs):
                 if xi is not None and len(xi):
@@ -930,7 +938,7 @@ class _Progress:
         act = active[:, e_i]
         vals = logs[act, e_i].mean(axis=0)
         keep = {n: float(v) for n, v in zip(names, vals) if not n.startswith(("val_", "test_"))}
-        keys = tuple(j.key for j, a in zip(jobs, act) if a)
+        keys = tuple(dict.fromkeys(j.key for j, a in zip(jobs, act) if a))  # padding copies count once
         with self.lock:
             self.on_epoch(EpochEvent(keys=keys, epoch=epochs[e_i] + 1, epochs=self.epochs, logs=keep))
 
@@ -1035,6 +1043,12 @@ class _Scalar(float):
 
     def __neg__(self) -> Any:
         return -self.traced
+
+
+def _bucket(rows: int) -> int:
+    """Rows to pad a part to: a multiple of 8, so folds one row apart (187 and 188 training rows)
+    run the same compiled program; padded rows carry zero weight."""
+    return -(-rows // 8) * 8
 
 
 def _seed_pair(seed: int, salt: int) -> np.ndarray:

@@ -799,15 +799,20 @@ def with_repeats(spec: Spec, repeats: int) -> Spec:
 def halfwidth_floor(summary: dict[str, Any]) -> float | None:
     """The narrowest headline half-width more repeats could reach, or None when there is no floor.
 
-    The Nadeau–Bengio variance ``(1/J + n_test/n_train)·s²`` keeps its ``n_test/n_train`` term
-    however many repeats are added, so the corrected interval cannot shrink below about
-    ``z·√(n_test/n_train)·s`` (mapped through the metric's scale at the current mean).
+    Repeats re-test the same rows, so averaging them removes only the split-to-split part of the
+    corrected variance (:func:`dlrun.evaluation.stats.nadeau_bengio`): its se cannot go below
+    ``se_floor``, the se of infinitely many repeats (for summaries written before ``se_floor``
+    existed, the Nadeau–Bengio ``√(n_test/n_train)·s``), a half-width of about ``z·se_floor``
+    mapped through the metric's scale at the current mean.
     """
     block = summary["metrics"][summary["main_metric"]]
     d = block.get("corrected")
     if block["headline"] != "corrected" or not d or d.get("std") is None:
         return None
-    se_inf = (float(d["n_test"]) / float(d["n_train"])) ** 0.5 * float(d["std"])
+    if d.get("se_floor") is not None:
+        se_inf = float(d["se_floor"])
+    else:
+        se_inf = (float(d["n_test"]) / float(d["n_train"])) ** 0.5 * float(d["std"])
     lo, hi, _ = stats.bounded_interval(
         float(d["mean"]), se_inf, 10**6, float(d["confidence"]), stats.metric_scale(summary["main_metric"])
     )
@@ -859,8 +864,8 @@ def run_cv_auto(
             break
         if floor is not None and floor > target:
             why = (
-                f"the target {target:g} cannot be reached: the Nadeau\u2013Bengio interval keeps its n_test/n_train "
-                f"term however many repeats are added, so its half-width stays above about {floor:.{d}f} "
+                f"the target {target:g} cannot be reached: repeats re-test the same rows, so they remove only the "
+                f"split-to-split part of the corrected variance and the half-width stays above about {floor:.{d}f} "
                 f"(now {half:.{d}f}); more data would narrow it, more repeats cannot"
             )
             reached = "unreachable"
@@ -1169,15 +1174,15 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             "",
             "- **std** is the sample standard deviation (ddof=1) of the block's values: the fold scores "
             "(corrected, folds) or the per-repeat means (repeats).",
-            "- **se** of the *corrected* block is the Nadeau–Bengio corrected standard error "
-            "√(1/J + n_test/n_train)·std, larger than std/√J because the folds share training rows; "
-            "in the other blocks se = std/√n.",
+            "- **se** of the *corrected* block is the corrected standard error √correction·std (its method "
+            "line gives the factor), larger than std/√J because the folds share training rows and repeats "
+            "re-test the same rows; in the other blocks se = std/√n.",
             "- Only the *corrected* block (k-fold modes) is a confidence interval for the score a model trained "
             "this way gets on new data; its coverage is checked by `benchmarks/calibration.py`. The *folds* "
             "interval treats folds as independent and is too narrow; the *repeats* interval is the precision of "
             "the cross-validation estimate for this dataset (how much it moves with another split).",
             "- Intervals of bounded metrics are built on a scale that keeps them inside the metric's range "
-            "(the plain interval clipped to [0, 1] for scores in [0, 1], the log scale for errors; R² is capped at 1).",
+            "(the logit scale for scores in [0, 1], the log scale for errors; R² is capped at 1).",
         ]
         lines += ["", f"No-skill baseline: {summary['baseline']['model']} on the same folds.", ""]
         lines += [f"| metric | mean | {conf}% CI low | {conf}% CI high |", "|---|---|---|---|"]

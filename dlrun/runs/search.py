@@ -1198,7 +1198,7 @@ def search_markdown(summary: dict[str, Any], table: pd.DataFrame, top: pd.DataFr
             f"**Best: trial {int(best['trial'])}, {m} {_f(best[f'{m}_mean'])} "
             f"({int(round(summary['confidence'] * 100))}% CI {_f(best.get(f'{m}_ci_low'))} to "
             f"{_f(best.get(f'{m}_ci_high'))}, "
-            "Nadeau–Bengio corrected).** This score is optimistic: it is the best of many; "
+            "corrected for correlated folds).** This score is optimistic: it is the best of many; "
             "`evaluation.outer` gives an honest estimate of the search procedure.",
             "",
             f"Cannot be told apart from the best: trials {', '.join(map(str, summary['tied_with_best']))} "
@@ -1262,7 +1262,7 @@ def run_nested(
 
     For each outer fold: the whole search on the outer training part (``outer/r0_f1/``), the
     chosen config refitted on that part and scored on the outer test part. The outer scores form
-    a cross-validation run of their own (``outer/refit``) whose Nadeau–Bengio corrected interval is
+    a cross-validation run of their own (``outer/refit``) whose corrected (headline) interval is
     the honest estimate; the inner best scores are optimistic, and their gap is reported.
 
     Returns:

@@ -80,24 +80,75 @@ def test_empty_values_is_input_error() -> None:
         stats.describe([])
 
 
-def test_nadeau_bengio_hand_values() -> None:
-    # J = 5, n_test/n_train = 20/80: factor 1/5 + 1/4 = 0.45, var = 0.45 * 0.001 = 0.00045.
-    r = stats.nadeau_bengio(X, n_train=80, n_test=20)
-    assert r["correction"] == pytest.approx(0.45)
-    assert r["se"] == pytest.approx(math.sqrt(0.00045))
+@pytest.mark.parametrize(("rho_factor", "factor"), [(stats.FOLD_RHO_FACTOR, 0.2 + 0.5 * 0.25), (1.0, 0.45)])
+def test_nadeau_bengio_hand_values(rho_factor: float, factor: float) -> None:
+    # J = k = 5, n_test/n_train = 20/80: factor 1/5 + c/4 (c = 1/2 calibrated; c = 1 is the published 0.45).
+    r = stats.nadeau_bengio(X, n_train=80, n_test=20, rho_factor=rho_factor)
+    assert stats.FOLD_RHO_FACTOR == 0.5
+    assert r["correction"] == pytest.approx(factor)
+    assert r["se"] == pytest.approx(math.sqrt(factor * 0.001))
     assert r["std"] == pytest.approx(math.sqrt(0.001))  # plain sample std of the scores
-    half = sps.t.ppf(0.975, 4) * math.sqrt(0.00045)
+    half = sps.t.ppf(0.975, 4) * math.sqrt(factor * 0.001)
     assert r["ci_low"] == pytest.approx(0.84 - half)
     assert r["ci_high"] == pytest.approx(0.84 + half)
-    assert "Nadeau & Bengio (2003)" in r["method"]
+    assert r["df"] == 4 and r["se_floor"] == pytest.approx(r["se"])  # one partition: nothing to average away
+    assert "Nadeau & Bengio (2003)" in r["method"] and f"c = {rho_factor:g}" in r["method"]
     assert r["n_train"] == 80.0 and r["n_test"] == 20.0
 
 
 def test_nadeau_bengio_accepts_float_sizes_and_is_wider_than_naive() -> None:
     r = stats.nadeau_bengio(X, n_train=83.3, n_test=20.8)
     naive = stats.describe(X)
-    assert r["correction"] == pytest.approx(0.2 + 20.8 / 83.3)
+    assert r["correction"] == pytest.approx(0.2 + 0.5 * 20.8 / 83.3)
     assert r["ci_high"] - r["ci_low"] > naive["ci_high"] - naive["ci_low"]
+
+
+def test_repeats_remove_only_the_split_to_split_variance() -> None:
+    # 2 repeats x 5 folds: repeat 0 = X (mean 0.84), repeat 1 = B (mean 0.822).
+    ids = [0] * 5 + [1] * 5
+    r = stats.nadeau_bengio(X + B, n_train=80, n_test=20, repeats=ids)
+    s_w2 = (np.var(X, ddof=1) * 4 + np.var(B, ddof=1) * 4) / 8  # pooled within-repeat variance
+    s_r2 = np.var([np.mean(X), np.mean(B)], ddof=1)  # variance of the per-repeat means
+    base = (1 / 5 + 0.5 * 20 / 80) * s_w2
+    assert r["se"] == pytest.approx(math.sqrt(base - 0.5 * s_r2))
+    assert r["se_floor"] == pytest.approx(math.sqrt(base - s_r2))
+    assert r["df"] == 8  # r(k - 1)
+    half = sps.t.ppf(0.975, 8) * r["se"]
+    lo, hi = r["ci_low"], r["ci_high"]
+    assert (lo, hi) == pytest.approx((np.mean(X + B) - half, np.mean(X + B) + half))
+    # Far wider than the published rule's 1/J = 1/10, which assumes repeats test new rows.
+    published = stats.nadeau_bengio(X + B, n_train=80, n_test=20, rho_factor=1.0)
+    assert published["correction"] == pytest.approx(0.1 + 0.25)
+    assert r["se"] > math.sqrt(0.1 + 0.125) * published["std"]
+    assert "split-to-split" in r["method"] and "re-test the same rows" in r["se_method"]
+
+
+def test_repeats_with_a_failed_fold_keep_the_split_variance_and_never_go_below_naive() -> None:
+    ids = [0] * 5 + [1] * 5
+    failed = stats.nadeau_bengio([*X, *B[:4], float("nan")], n_train=80, n_test=20, repeats=ids)
+    assert failed["n"] == 9 and failed["df"] == 4 + 3
+    assert "not subtracted" in failed["method"]
+    # Repeats whose means differ far more than their folds: the naive s²/J is the floor.
+    shifted = stats.nadeau_bengio([*X, *(np.array(X) + 0.5)], n_train=80, n_test=20, repeats=ids)
+    assert shifted["se"] == pytest.approx(shifted["std"] / math.sqrt(10))
+    assert "naive" in shifted["method"]
+    with pytest.raises(InputError, match="one repeat id per score"):
+        stats.nadeau_bengio(X, n_train=80, n_test=20, repeats=[0, 1])
+
+
+@pytest.mark.parametrize(
+    ("metric", "n_test", "adjusted"), [("r2", 20, True), ("r2", 9, False), ("accuracy", 20, False)]
+)
+def test_fold_r2_is_adjusted_for_its_own_mean(metric: str, n_test: int, adjusted: bool) -> None:
+    vals = [0.30, 0.45, 0.38, 0.52, 0.41]
+    x, note = stats.adjust_fold_scores(vals, metric, n_test)
+    r = stats.nadeau_bengio(vals, n_train=80, n_test=n_test, metric=metric)
+    if adjusted:  # 1 − (1 − R²)(m − 3)/m
+        assert x == pytest.approx([1 - (1 - v) * 17 / 20 for v in vals])
+        assert r["mean"] == pytest.approx(1 - (1 - np.mean(vals)) * 17 / 20)
+        assert "m \u2212 3" in note and note in r["method"]
+    else:
+        assert list(x) == vals and note == "" and r["mean"] == pytest.approx(np.mean(vals))
 
 
 def test_nadeau_bengio_rejects_bad_sizes_and_handles_one_value() -> None:
@@ -130,8 +181,8 @@ def test_summarize_metric_repeated_kfold() -> None:
     assert r["folds"]["n"] == 10
     assert r["repeats"]["n"] == 2
     assert r["repeats"]["mean"] == pytest.approx(np.mean([np.mean(X), np.mean(B)]))
-    assert r["corrected"]["correction"] == pytest.approx(0.1 + 0.25)
-    assert "Nadeau–Bengio corrected interval over 2×5 folds" in r["headline_text"]
+    assert r["corrected"]["df"] == 8 and r["corrected"]["scale"] == "logit"
+    assert "interval corrected for correlated folds over 2×5 folds" in r["headline_text"]
     assert r["headline_text"].startswith("accuracy ")
     json.dumps(r, allow_nan=False)
 
@@ -361,9 +412,10 @@ def test_min_detectable_difference() -> None:
 # --------------------------------------------------------------------------- adaptive repeats
 
 
-def _fake_summary(repeats: int, std: float, k: int = 10) -> dict[str, object]:
-    """A cv summary whose corrected interval narrows as repeats grow (fold std fixed)."""
-    vals = 0.8 + std * np.tile(np.linspace(-1.5, 1.5, k), repeats)
+def _fake_summary(repeats: int, std: float, split: float, k: int = 10) -> dict[str, object]:
+    """A cv summary with fold spread ``std`` whose repeat means alternate by ``±split``: averaging
+    repeats removes only that split-to-split variance, so the interval narrows a little with repeats."""
+    vals = 0.8 + std * np.tile(np.linspace(-1.5, 1.5, k), repeats) + np.repeat(split * (-1.0) ** np.arange(repeats), k)
     scores = pd.DataFrame(
         {"repeat": np.repeat(range(repeats), k), "fold": np.tile(range(k), repeats), "accuracy": vals}
     )
@@ -390,18 +442,19 @@ def _fake_summary(repeats: int, std: float, k: int = 10) -> dict[str, object]:
 
 
 @pytest.mark.parametrize(
-    ("std", "target", "most", "stopped", "runs"),
+    ("std", "split", "target", "most", "stopped", "runs"),
     [
-        (0.01, 0.02, 20, "target", [3]),  # narrow from the start
-        (0.05, 0.02, 20, "unreachable", [3]),  # floor 1.96·√(20/180)·std ≈ 0.033 > 0.02
-        (0.03, 0.021, 20, "target", [3, 6]),  # reachable: needs a second chunk
-        (0.03, 0.021, 4, "max_repeats", [3, 4]),  # … but the maximum comes first
+        (0.01, 0.0, 0.02, 20, "target", [3]),  # narrow from the start (half-width 0.008)
+        (0.05, 0.0, 0.02, 20, "unreachable", [3]),  # no split variance to remove: floor 0.039 > 0.02
+        (0.03, 0.0092, 0.016, 20, "target", [3, 6]),  # 0.0167 at 3 repeats (floor 0.0105), 0.0151 at 6
+        (0.03, 0.0092, 0.0145, 4, "max_repeats", [3, 4]),  # 0.0153 at 4: the maximum comes first
     ],
 )
 def test_adaptive_repeats_stop_and_say_why(
     tmp_path: object,
     monkeypatch: pytest.MonkeyPatch,
     std: float,
+    split: float,
     target: float,
     most: int,
     stopped: str,
@@ -418,7 +471,7 @@ def test_adaptive_repeats_stop_and_say_why(
         r = spec.evaluation.repeats  # type: ignore[attr-defined]
         assert spec.evaluation.mode == "repeated_kfold"  # type: ignore[attr-defined]
         calls.append(r)
-        return RunOutcome(run_dir, _fake_summary(r, std), "stacked")
+        return RunOutcome(run_dir, _fake_summary(r, std, split), "stacked")
 
     monkeypatch.setattr(runner, "run_cv", fake_run_cv)
     monkeypatch.setattr(runner, "extend_repeats", lambda *a, **k: None)
