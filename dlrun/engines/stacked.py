@@ -405,9 +405,13 @@ class StackedEngine:
         feat = int(np.prod(self.input_shape))
         widest = max([feat, *(int(np.prod(v.shape)) for v in self.tvars)])
         acts = (self.batch_size + vrows + trows) * widest * (2 * len(self.model.layers) + 2)
-        per_model = (state + acts + (rows + vrows + trows) * (feat + 2)) * BYTES * SAFETY
+        # a chunk holds every model's data, weights (with the best weights early stopping keeps,
+        # and the results) and history; activations exist only for the blocks running at once
+        logs = self.epochs * 3 * (len(self.metric_objs) + 1 if self.metrics_built else 4)
+        per_model = (2 * state + (rows + vrows + trows) * (feat + 2) + logs) * BYTES * SAFETY
+        running = acts * BYTES * SAFETY * self.block_models * self._n_threads()
         budget = self.spec.runtime.memory_budget_mb * 1024 * 1024
-        m = max(1, int(budget // per_model))
+        m = max(1, int(max(budget - running, budget / 4) // per_model))
         cap = self.spec.runtime.max_models_per_chunk
         return min(m, cap) if cap is not None else m
 

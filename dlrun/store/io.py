@@ -380,7 +380,8 @@ def read_json(path: Path) -> Any:
 def save_figure(fig: Any, path: Path) -> None:
     """Save a matplotlib figure as PNG atomically."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        # zlib level 1: a third faster than the default 6 for plots of lines, files about 20% larger
+        fig.savefig(tmp, format="png", dpi=110, pil_kwargs={"compress_level": 1})
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
