@@ -482,3 +482,22 @@ def test_per_model_noise_scalars_equal_separate_runs(layer: str, key: str, value
             np.testing.assert_allclose(a.history["loss"], b.history["loss"], atol=1e-6)
             losses.append(a.history["loss"])
     assert not np.allclose(losses[0], losses[2])  # the two values really differ in what they train
+
+
+def test_padded_blocks_give_the_results_of_unpadded_ones() -> None:
+    """Blocks filled with copies (and parts padded to 8 rows) train each real model as alone."""
+    spec = make_spec("adam", epochs=3)
+    jobs = make_jobs([10, 9, 11])
+    plain = StackedEngine(spec, "binary", (3,), 1)
+    w0 = plain._initial_state(jobs)
+    for m, job in enumerate(jobs):
+        job.initial_weights = [w0["tv"][i][m] for i in range(4)]
+    padded = StackedEngine(spec, "binary", (3,), 1, block_models=2)
+    padded.pad_blocks = True
+    a, b = list(plain.fit(jobs)), list(padded.fit(jobs))
+    assert [(r.repeat, r.fold) for r in b] == [(j.repeat, j.fold) for j in jobs]  # the copies are dropped
+    for ra, rb in zip(a, b):
+        for wa, wb in zip(ra.weights or [], rb.weights or []):
+            np.testing.assert_allclose(wa, wb, atol=1e-6)
+        np.testing.assert_allclose(ra.history["test_loss"], rb.history["test_loss"], atol=1e-6)
+        assert ra.test_pred is not None and rb.test_pred is not None and ra.test_pred.shape == rb.test_pred.shape

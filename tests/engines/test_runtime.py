@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dlrun.engines.runtime import xla_flags
+from dlrun.engines.runtime import compile_cache_dir, xla_flags
 
 
 @pytest.mark.parametrize(
@@ -20,6 +20,27 @@ from dlrun.engines.runtime import xla_flags
 def test_xla_flags_append_ours_unless_set(current: str, expected: str) -> None:
     assert xla_flags(current) == expected
     assert xla_flags(xla_flags(current)) == expected  # idempotent: every entry point may call it
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "/home/u/.cache/dlrun/jax"),
+        ({"XDG_CACHE_HOME": "/xdg"}, "/xdg/dlrun/jax"),
+        ({"DLRUN_COMPILE_CACHE": "1"}, "/home/u/.cache/dlrun/jax"),
+        ({"DLRUN_COMPILE_CACHE": "/elsewhere"}, "/elsewhere"),
+        ({"DLRUN_COMPILE_CACHE": "0"}, None),
+        ({"DLRUN_COMPILE_CACHE": "off"}, None),
+        ({"JAX_COMPILATION_CACHE_DIR": "/theirs"}, None),  # the user's own JAX setting is JAX's business
+    ],
+)
+def test_compile_cache_dir(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str | None) -> None:
+    for key in ("XDG_CACHE_HOME", "DLRUN_COMPILE_CACHE", "JAX_COMPILATION_CACHE_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", "/home/u")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert compile_cache_dir() == expected
 
 
 def _run(code: str, env: dict[str, str]) -> str:
