@@ -441,18 +441,27 @@ def test_per_model_hyperparameters_equal_separate_runs() -> None:
     ]  # fmt: skip
     assert shared_groups(specs) == [[0, 1]]
     assert shared_groups([*specs, make_spec("sgd", layers)]) == [[0, 1], [2]]
+    assert_together_equals_alone(specs)
+
+
+def assert_together_equals_alone(specs: list[Spec]) -> list[list[float]]:
+    """Train two jobs under every spec in one ``fit_shared`` program and each spec on its own, from
+    the same initial weights; assert equal weights and losses; return the losses spec by spec."""
     jobs = make_jobs([10, 9])
     w0 = StackedEngine(specs[0], "binary", (3,), 1)._initial_state(jobs)
     for m, job in enumerate(jobs):
-        job.initial_weights = [w0["tv"][0][m], w0["tv"][1][m], w0["tv"][2][m], w0["tv"][3][m]]
+        job.initial_weights = [w0["tv"][i][m] for i in range(len(w0["tv"]))]
     together = list(fit_shared(specs, jobs, "binary", (3,), 1))
-    assert [i for i, _ in together] == [0, 0, 1, 1]
+    assert [i for i, _ in together] == [k for k in range(len(specs)) for _ in jobs]
+    losses = []
     for k, spec in enumerate(specs):
         alone = list(StackedEngine(spec, "binary", (3,), 1).fit(jobs))
         for a, (_, b) in zip(alone, together[2 * k : 2 * k + 2]):
             for wa, wb in zip(a.weights or [], b.weights or []):
                 np.testing.assert_allclose(wa, wb, atol=1e-6)
             np.testing.assert_allclose(a.history["loss"], b.history["loss"], atol=1e-6)
+            losses.append(a.history["loss"])
+    return losses
 
 
 @pytest.mark.parametrize(
@@ -468,19 +477,7 @@ def test_per_model_noise_scalars_equal_separate_runs(layer: str, key: str, value
     specs = [spec_for(v) for v in values]
     assert shared_groups(specs) == [[0, 1]]
     assert shared_groups([*specs, spec_for(0.0)]) == [[0, 1], [2]]  # Keras skips the layer at 0
-    jobs = make_jobs([10, 9])
-    w0 = StackedEngine(specs[0], "binary", (3,), 1)._initial_state(jobs)
-    for m, job in enumerate(jobs):
-        job.initial_weights = [w0["tv"][i][m] for i in range(4)]
-    together = list(fit_shared(specs, jobs, "binary", (3,), 1))
-    losses = []
-    for k, spec in enumerate(specs):
-        alone = list(StackedEngine(spec, "binary", (3,), 1).fit(jobs))
-        for a, (_, b) in zip(alone, together[2 * k : 2 * k + 2]):
-            for wa, wb in zip(a.weights or [], b.weights or []):
-                np.testing.assert_allclose(wa, wb, atol=1e-6)
-            np.testing.assert_allclose(a.history["loss"], b.history["loss"], atol=1e-6)
-            losses.append(a.history["loss"])
+    losses = assert_together_equals_alone(specs)
     assert not np.allclose(losses[0], losses[2])  # the two values really differ in what they train
 
 
