@@ -136,17 +136,16 @@ def test_repeats_with_a_failed_fold_keep_the_split_variance_and_never_go_below_n
         stats.nadeau_bengio(X, n_train=80, n_test=20, repeats=[0, 1])
 
 
-@pytest.mark.parametrize(
-    ("metric", "n_test", "adjusted"), [("r2", 20, True), ("r2", 9, False), ("accuracy", 20, False)]
-)
+@pytest.mark.parametrize(("metric", "n_test", "adjusted"), [("r2", 20, True), ("r2", 8, True), ("accuracy", 20, False)])
 def test_fold_r2_is_adjusted_for_its_own_mean(metric: str, n_test: int, adjusted: bool) -> None:
     vals = [0.30, 0.45, 0.38, 0.52, 0.41]
     x, note = stats.adjust_fold_scores(vals, metric, n_test)
     r = stats.nadeau_bengio(vals, n_train=80, n_test=n_test, metric=metric)
-    if adjusted:  # 1 − (1 − R²)(m − 3)/m
-        assert x == pytest.approx([1 - (1 - v) * 17 / 20 for v in vals])
-        assert r["mean"] == pytest.approx(1 - (1 - np.mean(vals)) * 17 / 20)
-        assert "m \u2212 3" in note and note in r["method"]
+    m = n_test
+    if adjusted:  # 1 − (1 − R²)(m − 1)/m: SS_tot/(m − 1) estimates the variance of y without bias
+        assert x == pytest.approx([1 - (1 - v) * (m - 1) / m for v in vals])
+        assert r["mean"] == pytest.approx(1 - (1 - np.mean(vals)) * (m - 1) / m)
+        assert "m \u2212 1" in note and note in r["method"]
     else:
         assert list(x) == vals and note == "" and r["mean"] == pytest.approx(np.mean(vals))
 
