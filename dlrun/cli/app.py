@@ -148,10 +148,15 @@ def sweep(
 ) -> None:
     """Run every combination of a grid with the config's own mode; write sweep.csv and plots."""
     from dlrun.engines.runtime import quiet_tensorflow
-    from dlrun.runs.sweep import expand, run_sweep
+    from dlrun.runs.sweep import expand, grid_as_search, run_sweep
     from dlrun.store import io as report
 
-    base, points = expand(config, list(sets or []) + _runtime_sets(executor, address), list(grid or []))
+    all_sets = list(sets or []) + _runtime_sets(executor, address)
+    nested_raw = grid_as_search(config, all_sets, list(grid or []))
+    if nested_raw is not None:  # evaluation.outer: the grid's selection, nested (a grid search)
+        _nested_sweep(config, nested_raw, out_dir, resume, log_every)
+        return
+    base, points = expand(config, all_sets, list(grid or []))
     quiet_tensorflow()
     if resume:
         if out_dir is None:
@@ -187,6 +192,29 @@ def sweep(
     if failed:
         err.print(f"{failed} point(s) did not finish", markup=False)
         raise typer.Exit(1)
+
+
+def _nested_sweep(config: Path, raw: dict[str, Any], out_dir: Path | None, resume: bool, log_every: int) -> None:
+    """``dlrun sweep`` with ``evaluation.outer``: nested cross-validation of "the best grid point"."""
+    from dlrun.engines.runtime import quiet_tensorflow
+    from dlrun.runs.locking import RunLock
+    from dlrun.runs.search import SEARCH_STATE, run_nested
+    from dlrun.spec.schema import validate
+    from dlrun.store import io as report
+
+    spec = validate(raw, source=str(config))
+    quiet_tensorflow()
+    if resume and out_dir is None:
+        raise InputError("--resume needs --out SWEEP_DIR: the sweep folder to continue")
+    if out_dir is not None and not resume and ((out_dir / SEARCH_STATE).exists() or (out_dir / "outer").exists()):
+        raise InputError(f"--out '{out_dir}' already holds a nested sweep; add --resume to continue it")
+    sweep_dir = out_dir if out_dir is not None else report.new_run_dir(spec.output_dir, f"{spec.name}_sweep")
+    n = spec.search.trials if spec.search is not None else 0
+    out.print(f"nested sweep of {n} point(s) (a grid search in each outer fold) into {sweep_dir}", markup=False)
+    with RunLock(sweep_dir):
+        nested = run_nested(raw, sweep_dir, _reporter(log_every), source=str(config), argv=sys.argv)
+    out.print(nested["text"], markup=False)
+    out.print(f"outputs: {sweep_dir}", markup=False)
 
 
 @app.command()

@@ -63,6 +63,44 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
+def grid_as_search(config: Path, sets: list[str], grid_items: list[str]) -> dict[str, Any] | None:
+    """A sweep with ``evaluation.outer`` as the raw spec of a grid search, for nested cross-validation.
+
+    Nested cross-validation runs the whole selection inside each outer training part; for a sweep
+    the selection is "the best point of the grid", which is a search whose sampler walks the grid.
+    The grid (``sweep.grid`` plus ``--grid``) becomes ``search:`` entries of type ``categorical``
+    with ``sampler: grid`` and one trial per point.
+
+    Returns:
+        The raw spec (without ``sweep``, with ``search``), or None when the sweep has no ``evaluation.outer``.
+
+    Raises:
+        InputError: No grid, or a ``search`` section too (which of the two would be nested is unclear).
+    """
+    raw = apply_overrides(read_yaml(config), sets)
+    evaluation = raw.get("evaluation")
+    if not isinstance(evaluation, dict) or evaluation.get("outer") is None:
+        return None
+    sweep = raw.get("sweep")
+    grid: dict[str, list[Any]] = dict(sweep.get("grid") or {}) if isinstance(sweep, dict) else {}
+    grid.update(parse_grid(grid_items))
+    if not grid:
+        raise InputError("a sweep needs a grid: --grid key.path=v1,v2 or a sweep.grid section in the spec")
+    if raw.get("search") is not None:
+        raise InputError(
+            f"{config} has a search section and a sweep grid with evaluation.outer: nested cross-validation "
+            "runs one of them; use `dlrun search` for the search, or remove the search section"
+        )
+    search: dict[str, Any] = {key: {"type": "categorical", "choices": list(values)} for key, values in grid.items()}
+    trials = 1
+    for values in grid.values():
+        trials *= len(values)
+    search.update(trials=trials, sampler="grid")
+    out = {k: v for k, v in raw.items() if k != "sweep"}
+    out["search"] = search
+    return out
+
+
 def _split_values(raw: str) -> list[str]:
     """Split on commas outside brackets, so ``[8,8],[16,16]`` gives two values."""
     out, depth, cur = [], 0, ""

@@ -278,3 +278,48 @@ def test_a_journal_cut_mid_append_is_repaired_on_open(tmp_path: Path) -> None:
     study.tell(study.ask({p.path: p.distribution() for p in params}), 0.7)
     again = _open_study(tmp_path, settings, params, 1, "maximize")
     assert [t.value for t in again.get_trials()] == [0.5, 0.7]
+
+
+# ----------------------------------------------------------------------------- nested sweep
+def test_a_sweep_with_outer_folds_is_a_grid_search(tmp_path: Path) -> None:
+    from dlrun.errors import InputError
+    from dlrun.runs.sweep import grid_as_search
+
+    raw = tiny_spec(
+        mode="kfold",
+        epochs=1,
+        evaluation={"folds": 2, "outer": {"folds": 2}},
+        compile={"optimizer": {"SGD": {"learning_rate": 0.05}}},
+    )
+    raw["sweep"] = {"grid": {LR: [0.01, 0.1]}}
+    cfg = Path(write_spec(tmp_path / "s.yaml", raw))
+    nested = grid_as_search(cfg, [], ["model.layers[0].Dense.units=4,8,16"])
+    assert nested is not None and "sweep" not in nested
+    assert nested["search"] == {
+        LR: {"type": "categorical", "choices": [0.01, 0.1]},
+        "model.layers[0].Dense.units": {"type": "categorical", "choices": [4, 8, 16]},
+        "trials": 6,  # every point of the grid, once
+        "sampler": "grid",
+    }
+    assert validate(nested).search is not None
+    assert grid_as_search(cfg, ["evaluation.outer=null"], []) is None  # no outer: a plain sweep
+    with pytest.raises(InputError, match="has a search section and a sweep grid"):
+        grid_as_search(Path(write_spec(tmp_path / "b.yaml", {**raw, "search": search_spec()["search"]})), [], [])
+
+
+@pytest.mark.slow
+def test_nested_sweep_reports_the_outer_estimate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = tiny_spec(
+        mode="kfold",
+        epochs=1,
+        evaluation={"folds": 2, "outer": {"folds": 2}},
+        compile={"optimizer": {"SGD": {"learning_rate": 0.05}}},
+    )
+    cfg = write_spec(tmp_path / "s.yaml", raw)
+    out = tmp_path / "nested_sweep"
+    code, stdout, err = run_main(["sweep", cfg, "--grid", f"{LR}=0.01,0.1", "--out", out], capsys)
+    assert code == 0, err
+    nested = json.loads((out / "nested.json").read_text())
+    assert nested["outer"]["estimate"]["n"] == 2
+    assert len(pd.read_csv(out / "outer" / "r0_f0" / "trials.csv")) == 2  # both grid points, in each outer fold
+    assert "honest estimate of the search procedure" in stdout
