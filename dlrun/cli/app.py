@@ -197,24 +197,45 @@ def sweep(
 def _nested_sweep(config: Path, raw: dict[str, Any], out_dir: Path | None, resume: bool, log_every: int) -> None:
     """``dlrun sweep`` with ``evaluation.outer``: nested cross-validation of "the best grid point"."""
     from dlrun.engines.runtime import quiet_tensorflow
-    from dlrun.runs.locking import RunLock
-    from dlrun.runs.search import SEARCH_STATE, run_nested
     from dlrun.spec.schema import validate
-    from dlrun.store import io as report
 
     spec = validate(raw, source=str(config))
     quiet_tensorflow()
-    if resume and out_dir is None:
-        raise InputError("--resume needs --out SWEEP_DIR: the sweep folder to continue")
-    if out_dir is not None and not resume and ((out_dir / SEARCH_STATE).exists() or (out_dir / "outer").exists()):
-        raise InputError(f"--out '{out_dir}' already holds a nested sweep; add --resume to continue it")
-    sweep_dir = out_dir if out_dir is not None else report.new_run_dir(spec.output_dir, f"{spec.name}_sweep")
+    sweep_dir = _search_folder(spec, out_dir, resume, "sweep", "a nested sweep")
     n = spec.search.trials if spec.search is not None else 0
     out.print(f"nested sweep of {n} point(s) (a grid search in each outer fold) into {sweep_dir}", markup=False)
-    with RunLock(sweep_dir):
-        nested = run_nested(raw, sweep_dir, _reporter(log_every), source=str(config), argv=sys.argv)
+    _run_nested(config, raw, sweep_dir, _reporter(log_every), {})
+
+
+def _search_folder(spec: Any, out_dir: Path | None, resume: bool, kind: str, holds: str) -> Path:
+    """The folder of a search (``kind`` search) or nested sweep: ``--out`` (to resume, or new), else a new one.
+
+    Raises:
+        InputError: ``--resume`` without ``--out``, or ``--out`` already holding ``holds`` without ``--resume``.
+    """
+    from dlrun.runs.search import SEARCH_STATE
+    from dlrun.store import io as report
+
+    if resume:
+        if out_dir is None:
+            raise InputError(f"--resume needs --out {kind.upper()}_DIR: the {kind} folder to continue")
+        return out_dir
+    if out_dir is not None:
+        if (out_dir / SEARCH_STATE).exists() or (out_dir / "outer").exists():
+            raise InputError(f"--out '{out_dir}' already holds {holds}; add --resume to continue it")
+        return out_dir
+    return report.new_run_dir(spec.output_dir, f"{spec.name}_{kind}")
+
+
+def _run_nested(config: Path, raw: dict[str, Any], folder: Path, reporter: Any, kw: dict[str, Any]) -> None:
+    """Nested cross-validation (``evaluation.outer``) into ``folder``, under its lock; print the verdict."""
+    from dlrun.runs.locking import RunLock
+    from dlrun.runs.search import run_nested
+
+    with RunLock(folder):
+        nested = run_nested(raw, folder, reporter, source=str(config), argv=sys.argv, **kw)
     out.print(nested["text"], markup=False)
-    out.print(f"outputs: {sweep_dir}", markup=False)
+    out.print(f"outputs: {folder}", markup=False)
 
 
 @app.command()
@@ -236,9 +257,8 @@ def search(
     """Search hyperparameters with Optuna, every trial scored by the config's cross-validation."""
     from dlrun.engines.runtime import quiet_tensorflow
     from dlrun.runs.locking import RunLock
-    from dlrun.runs.search import SEARCH_STATE, run_nested, run_search
+    from dlrun.runs.search import run_search
     from dlrun.spec.schema import apply_overrides, read_yaml, validate
-    from dlrun.store import io as report
 
     raw = apply_overrides(read_yaml(config), list(sets or []) + _runtime_sets(executor, address))
     spec = validate(raw, source=str(config))
@@ -249,25 +269,14 @@ def search(
     # runtime.executor ray: each group of trials sharing a program (or each trial) is a Ray task;
     # the nested-CV refits of the chosen configs run in this process
     quiet_tensorflow()
-    if resume:
-        if out_dir is None:
-            raise InputError("--resume needs --out SEARCH_DIR: the search folder to continue")
-        search_dir = out_dir
-    elif out_dir is not None:
-        if (out_dir / SEARCH_STATE).exists() or (out_dir / "outer").exists():
-            raise InputError(f"--out '{out_dir}' already holds a search; add --resume to continue it")
-        search_dir = out_dir
-    else:
-        search_dir = report.new_run_dir(spec.output_dir, f"{spec.name}_search")
+    search_dir = _search_folder(spec, out_dir, resume, "search", "a search")
     reporter = _reporter(log_every)
     kw: dict[str, Any] = {"trials": trials, "sampler": sampler, "batch": batch_size, "racing": racing}
     out.print(f"search into {search_dir}", markup=False)
+    if spec.evaluation.outer is not None:
+        _run_nested(config, raw, search_dir, reporter, kw)
+        return
     with RunLock(search_dir):
-        if spec.evaluation.outer is not None:
-            nested = run_nested(raw, search_dir, reporter, source=str(config), argv=sys.argv, **kw)
-            out.print(nested["text"], markup=False)
-            out.print(f"outputs: {search_dir}", markup=False)
-            return
         outcome = run_search(raw, search_dir, reporter, source=str(config), argv=sys.argv, **kw)
     s = outcome.summary
     table = outcome.table

@@ -218,8 +218,7 @@ def shared_engine(spec: Spec, task: str, input_shape: tuple[int, ...], n_outputs
     with _LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            engine = StackedEngine(spec, task, input_shape, n_outputs)
-            engine.pad_blocks = True
+            engine = StackedEngine(spec, task, input_shape, n_outputs, pad_blocks=True)
             _ENGINES[key] = engine
             while len(_ENGINES) > _ENGINES_KEPT:
                 _ENGINES.popitem(last=False)
@@ -289,6 +288,8 @@ class StackedEngine:
         n_outputs: Width of the model's output.
         threads: Programs run at once (default: one per core).
         block_models: Models per program (default :data:`BLOCK_MODELS`).
+        pad_blocks: Give every block exactly ``block_models`` models, even in a call of fewer
+            (copies of the last, dropped after training), so calls of any size run one program.
     """
 
     name = "stacked"
@@ -304,6 +305,7 @@ class StackedEngine:
         threads: int | None = None,
         block_models: int | None = None,
         jit: bool = True,
+        pad_blocks: bool = False,
     ) -> None:
         reason = unsupported_reason(spec, task)
         if reason is not None:
@@ -314,7 +316,7 @@ class StackedEngine:
         self.n_outputs = int(n_outputs)
         self.threads = threads
         self.block_models = block_models or BLOCK_MODELS
-        self.pad_blocks = False  # True: fill even a call of fewer than block_models models (see _fit_chunk)
+        self.pad_blocks = pad_blocks
         self.jit = jit
         self.batch_size = int(spec.training.batch_size)
         self.epochs = int(spec.training.epochs)
@@ -464,8 +466,9 @@ class StackedEngine:
             # its number of models (a search's batches and racing stages vary it all the time)
             size = self.block_models
         else:
-            # a whole number of rounds of blocks, one per thread (30 CNN models: 4 blocks of 8 in
-            # two rounds, not 3 of 10 in two rounds with a core idle in the second)
+            # a whole number of rounds of blocks, one block per thread (with blocks of 10 on two
+            # threads, 30 models run as 4 blocks of 8 in two full rounds, not 3 blocks of 10 with a
+            # core idle in the second round)
             n_blocks = min(n, -(-math.ceil(n / self.block_models) // threads) * threads)
             size = math.ceil(n / n_blocks)
         jobs = jobs + [jobs[-1]] * (-n % size)  # the last block as large as the others: one program

@@ -586,7 +586,8 @@ def nadeau_bengio(
     s_r2 = float(np.var(means, ddof=1)) if r >= 2 and complete and len(means) == r else 0.0
     base = (1.0 / k + cf * nte / ntr) * s_w2
     std = float(out["std"])
-    var = max(base - (1.0 - 1.0 / r) * s_r2, std**2 / j)
+    repeats_removed = base - (1.0 - 1.0 / r) * s_r2
+    var = max(repeats_removed, std**2 / j)
     se = math.sqrt(var)
     mean = float(out["mean"])
     lo, hi, scale = bounded_interval(mean, se, df, c, metric_scale(metric))
@@ -608,7 +609,7 @@ def nadeau_bengio(
     )
     on_scale = _scale_text(scale)
     sizes = f"k = {k:g}, c = {cf:g}, n_test/n_train = {nte:g}/{ntr:g}"
-    floored = var > base - (1.0 - 1.0 / r) * s_r2
+    floored = var > repeats_removed
     if r > 1:
         how = (
             f"variance of one k-fold partition (1/k + c\u00b7n_test/n_train)\u00b7s_w\u00b2 ({sizes}; s_w\u00b2 the "

@@ -7,6 +7,7 @@ sub-folder named by its overrides; ``sweep.csv`` and plots summarise them.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -63,6 +64,19 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
+def _grid(declared: dict[str, list[Any]] | None, grid_items: list[str]) -> dict[str, list[Any]]:
+    """The spec's ``sweep.grid`` updated by ``--grid`` items.
+
+    Raises:
+        InputError: The grid is empty.
+    """
+    grid = dict(declared or {})
+    grid.update(parse_grid(grid_items))
+    if not grid:
+        raise InputError("a sweep needs a grid: --grid key.path=v1,v2 or a sweep.grid section in the spec")
+    return grid
+
+
 def grid_as_search(config: Path, sets: list[str], grid_items: list[str]) -> dict[str, Any] | None:
     """A sweep with ``evaluation.outer`` as the raw spec of a grid search, for nested cross-validation.
 
@@ -82,20 +96,14 @@ def grid_as_search(config: Path, sets: list[str], grid_items: list[str]) -> dict
     if not isinstance(evaluation, dict) or evaluation.get("outer") is None:
         return None
     sweep = raw.get("sweep")
-    grid: dict[str, list[Any]] = dict(sweep.get("grid") or {}) if isinstance(sweep, dict) else {}
-    grid.update(parse_grid(grid_items))
-    if not grid:
-        raise InputError("a sweep needs a grid: --grid key.path=v1,v2 or a sweep.grid section in the spec")
+    grid = _grid(sweep.get("grid") if isinstance(sweep, dict) else None, grid_items)
     if raw.get("search") is not None:
         raise InputError(
             f"{config} has a search section and a sweep grid with evaluation.outer: nested cross-validation "
             "runs one of them; use `dlrun search` for the search, or remove the search section"
         )
     search: dict[str, Any] = {key: {"type": "categorical", "choices": list(values)} for key, values in grid.items()}
-    trials = 1
-    for values in grid.values():
-        trials *= len(values)
-    search.update(trials=trials, sampler="grid")
+    search.update(trials=math.prod(len(values) for values in grid.values()), sampler="grid")
     out = {k: v for k, v in raw.items() if k != "sweep"}
     out["search"] = search
     return out
@@ -152,10 +160,7 @@ def expand(config: Path, sets: list[str], grid_items: list[str]) -> tuple[Spec, 
     """
     raw = apply_overrides(read_yaml(config), sets)
     base = validate(raw, source=str(config))
-    grid: dict[str, list[Any]] = dict(base.sweep.grid) if base.sweep else {}
-    grid.update(parse_grid(grid_items))
-    if not grid:
-        raise InputError("a sweep needs a grid: --grid key.path=v1,v2 or a sweep.grid section in the spec")
+    grid = _grid(base.sweep.grid if base.sweep else None, grid_items)
     raw.pop("sweep", None)
     keys = list(grid)
     points: list[SweepPoint] = []

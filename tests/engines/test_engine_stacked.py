@@ -489,8 +489,7 @@ def test_padded_blocks_give_the_results_of_unpadded_ones() -> None:
     w0 = plain._initial_state(jobs)
     for m, job in enumerate(jobs):
         job.initial_weights = [w0["tv"][i][m] for i in range(4)]
-    padded = StackedEngine(spec, "binary", (3,), 1, block_models=2)
-    padded.pad_blocks = True
+    padded = StackedEngine(spec, "binary", (3,), 1, block_models=2, pad_blocks=True)
     a, b = list(plain.fit(jobs)), list(padded.fit(jobs))
     assert [(r.repeat, r.fold) for r in b] == [(j.repeat, j.fold) for j in jobs]  # the copies are dropped
     for ra, rb in zip(a, b):
