@@ -234,10 +234,10 @@ class Preprocessor:
         return X
 
     def _check_no_nans(self, X: pd.DataFrame, where: str) -> None:
-        counts = X.isna().sum()
-        bad = counts[counts > 0]
-        if len(bad):
-            listing = ", ".join(f"{c} ({int(n)} missing)" for c, n in bad.items())
+        from dlrun.data.sources import missing_listing
+
+        listing = missing_listing(X)
+        if listing:
             raise DataError(
                 f"missing values (NaN) in the {where}: {listing}; set preprocessing.impute: median (or mean, "
                 "most_frequent) to fill them from the training rows, or drop those columns with data.drop"

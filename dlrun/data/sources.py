@@ -843,11 +843,15 @@ def check_usable(data: Dataset, *, impute: str = "none", loss: str | None = None
                 "remove or replace those values in the file, or drop the column(s) with data.drop"
             )
     if impute == "none":
-        counts = data.X.isna().sum()
-        bad = counts[counts > 0]
-        if len(bad):
-            listing = ", ".join(f"{c} ({int(n)} missing)" for c, n in bad.items())
+        listing = missing_listing(data.X)
+        if listing:
             raise DataError(
                 f"missing values (NaN) in {listing} of {data.n_rows} rows; set preprocessing.impute: median (or mean, "
                 "most_frequent) to fill them from each fold's training rows, or drop those columns with data.drop"
             )
+
+
+def missing_listing(X: pd.DataFrame) -> str:
+    """``"col (n missing), …"`` for the columns of ``X`` with NaNs; empty when there are none."""
+    counts = X.isna().sum()
+    return ", ".join(f"{c} ({int(n)} missing)" for c, n in counts[counts > 0].items())
