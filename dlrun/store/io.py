@@ -283,6 +283,8 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "biuf":  # tolist() already gives plain bools, ints and floats
+            return obj.tolist()
         return [_plain(v) for v in obj.tolist()]
     if isinstance(obj, np.generic):
         return obj.item()
@@ -544,7 +546,8 @@ class RunWriter:
         """Make a figure with ``ncols`` axes, let ``draw(axes)`` fill it, save ``plots/<name>.png``."""
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(size[0] * ncols, size[1]), layout="constrained")
+        # "tight" rather than "constrained": 0.09 s less per plot here, and every cv run draws 6 or more
+        fig = Figure(figsize=(size[0] * ncols, size[1]), layout="tight")
         axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
         draw(axes if ncols > 1 else axes[0])
         path = self.path / PLOTS / f"{name}.png"
