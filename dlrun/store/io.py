@@ -546,8 +546,7 @@ class RunWriter:
         """Make a figure with ``ncols`` axes, let ``draw(axes)`` fill it, save ``plots/<name>.png``."""
         from matplotlib.figure import Figure
 
-        # "tight" rather than "constrained": 0.09 s less per plot here, and every cv run draws 6 or more
-        fig = Figure(figsize=(size[0] * ncols, size[1]), layout="tight")
+        fig = Figure(figsize=(size[0] * ncols, size[1]), layout="constrained")
         axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
         draw(axes if ncols > 1 else axes[0])
         path = self.path / PLOTS / f"{name}.png"
