@@ -23,6 +23,7 @@ part, refits the chosen config on that part and scores it on the outer test part
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -46,7 +47,7 @@ from dlrun.evaluation.scoring import HIGHER_IS_BETTER
 from dlrun.evaluation.summary import headline_block
 from dlrun.protocol.splits import Fold, make_folds
 from dlrun.reporting import NullReporter, Reporter
-from dlrun.runs.runner import Prepared, choose_engine, prepare, run_cv
+from dlrun.runs.runner import Finisher, Prepared, choose_engine, prepare, run_cv
 from dlrun.spec.schema import EvaluationSpec, SearchSpec, Spec, validate
 from dlrun.spec.search_space import Param, base_raw, choice_label, parse_space, set_value
 from dlrun.store import io as report
@@ -66,6 +67,9 @@ from dlrun.store.layout import (
 )
 
 STUDY = "dlrun"
+# Searches of this many trials draw their trials' plots in helper processes (Finisher): starting
+# a helper costs about 1.6 s of CPU, a trial's plots about 0.7 s.
+HELPER_MIN_TRIALS = 10
 
 
 # ----------------------------------------------------------------------------- trials and programs
@@ -519,6 +523,7 @@ def run_search(
     racing: bool | None = None,
     data: Dataset | None = None,
     argv: list[str] | None = None,
+    finisher: Finisher | None = None,
 ) -> SearchOutcome:
     """Run (or continue) a search in ``search_dir`` until ``trials`` trials have ended.
 
@@ -533,6 +538,10 @@ def run_search(
         racing: Overrides ``search.racing``.
         data: Rows to search on instead of the spec's data (the outer training part of nested CV).
         argv: The command line, for ``env.json``.
+        finisher: Draw the trials' plots with this :class:`~dlrun.runs.runner.Finisher` (kept open
+            by the caller, e.g. for every inner search of a nested one). Default: one of its own
+            for a search of :data:`HELPER_MIN_TRIALS` trials or more, else each trial's plots are
+            drawn before the next batch.
 
     Returns:
         The trials table, the best trial and the summary.
@@ -614,68 +623,73 @@ def run_search(
 
     save_state("running")
     try:
-        while len(ended()) < n_trials:
-            k = min(default_batch, n_trials - len(ended()))
-            works: list[TrialWork] = []
-            for _ in range(k):
-                trial = study.ask(distributions)
-                values = {p.path: p.value_of(trial.params[p.path]) for p in params}
-                trial.set_user_attr("values", {p: choice_label(v) for p, v in values.items()})
-                path = _trial_dir(search_dir, trial.number)
-                retry_of = trial.user_attrs.get("retry_of")
-                if retry_of is not None:
-                    _carry_parts(_trial_dir(search_dir, int(retry_of)), path)
-                try:
-                    _, spec_t = _trial_spec(raw_base, values, f"{base.name}-trial-{trial.number}", source)
-                    prep_t = prepare(spec_t, NullReporter(), data=prep0.data)
-                except (SpecError, InputError) as exc:
-                    trial.set_user_attr("error", " ".join(str(exc).split()))
-                    _tell(study, trial, state=TrialState.FAIL)
-                    reporter.note(f"trial {trial.number}: invalid values: {' '.join(str(exc).split())}")
-                    continue
-                works.append(TrialWork(trial.number, values, spec_t, prep_t, path, trial))
-            reporter.note(
-                f"trials {', '.join(str(w.number) for w in works)} ({len(ended()) + len(works)}/{n_trials}): "
-                + "; ".join(_values_text(w.values) for w in works)
-            )
-            live = list(works)
-            stopped: dict[int, str] = {}
-            for s in range(len(stages)):
-                if not live:
-                    break
-                before = {w.number: len(_parts_of(w.path)) for w in live}
-                upto = [f for st in stages[: s + 1] for f in st]
-                errors = train_trials(live, upto, reporter, programs, argv)
-                models_trained += sum(len(_parts_of(w.path)) - before[w.number] for w in live)
-                for w in list(live):
-                    if w.number in errors:
-                        w.trial.set_user_attr("error", errors[w.number])
-                        _finish_failed(w, errors[w.number])
-                        _tell(study, w.trial, state=TrialState.FAIL)
-                        reporter.note(f"trial {w.number}: failed: {errors[w.number]}")
-                        live.remove(w)
-                if s < len(stages) - 1 and live:
-                    for w in live:
-                        sc = list(_fold_scores(w.path, metric).values())
-                        w.trial.report(float(np.nanmean(sc)), step=s)
-                    for w, why in _race(study, live, search_dir, metric, higher, n_train, n_test, conf, s, stages):
-                        stopped[w.number] = why
-                        live.remove(w)
-                        done_folds = [f for st in stages[: s + 1] for f in st]
-                        # recorded first: a search killed before the tell below knows this trial was stopped
-                        w.trial.set_user_attr("stopped", why)
-                        w.trial.set_user_attr("folds_run", len(done_folds))
-                        _finish(w, done_folds, argv)
-                        _tell(study, w.trial, state=TrialState.PRUNED)
-                        reporter.note(f"trial {w.number}: stopped: {why}")
-            for w in live:
-                summary = _finish(w, folds, argv)
-                value = summary["metrics"][metric][summary["metrics"][metric]["headline"]]["mean"]
-                w.trial.set_user_attr("folds_run", len(folds))
-                _tell(study, w.trial, value)
-                reporter.note(f"trial {w.number}: {summary['headline']['text']}")
-            save_state("running")
-            _write_trials_table(study, search_dir, metric, params)
+        _refinish(study, search_dir, params, raw_base, base.name, source, prep0, stages, argv, reporter)
+        own = Finisher() if finisher is None and n_trials >= HELPER_MIN_TRIALS else None
+        with own if own is not None else contextlib.nullcontext(finisher) as fin:
+            while len(ended()) < n_trials:
+                k = min(default_batch, n_trials - len(ended()))
+                works: list[TrialWork] = []
+                for _ in range(k):
+                    trial = study.ask(distributions)
+                    values = {p.path: p.value_of(trial.params[p.path]) for p in params}
+                    trial.set_user_attr("values", {p: choice_label(v) for p, v in values.items()})
+                    path = _trial_dir(search_dir, trial.number)
+                    retry_of = trial.user_attrs.get("retry_of")
+                    if retry_of is not None:
+                        _carry_parts(_trial_dir(search_dir, int(retry_of)), path)
+                    try:
+                        _, spec_t = _trial_spec(raw_base, values, f"{base.name}-trial-{trial.number}", source)
+                        prep_t = prepare(spec_t, NullReporter(), data=prep0.data)
+                    except (SpecError, InputError) as exc:
+                        trial.set_user_attr("error", " ".join(str(exc).split()))
+                        _tell(study, trial, state=TrialState.FAIL)
+                        reporter.note(f"trial {trial.number}: invalid values: {' '.join(str(exc).split())}")
+                        continue
+                    works.append(TrialWork(trial.number, values, spec_t, prep_t, path, trial))
+                reporter.note(
+                    f"trials {', '.join(str(w.number) for w in works)} ({len(ended()) + len(works)}/{n_trials}): "
+                    + "; ".join(_values_text(w.values) for w in works)
+                )
+                live = list(works)
+                stopped: dict[int, str] = {}
+                for s in range(len(stages)):
+                    if not live:
+                        break
+                    before = {w.number: len(_parts_of(w.path)) for w in live}
+                    upto = [f for st in stages[: s + 1] for f in st]
+                    errors = train_trials(live, upto, reporter, programs, argv)
+                    models_trained += sum(len(_parts_of(w.path)) - before[w.number] for w in live)
+                    for w in list(live):
+                        if w.number in errors:
+                            w.trial.set_user_attr("error", errors[w.number])
+                            _finish_failed(w, errors[w.number])
+                            _tell(study, w.trial, state=TrialState.FAIL)
+                            reporter.note(f"trial {w.number}: failed: {errors[w.number]}")
+                            live.remove(w)
+                    if s < len(stages) - 1 and live:
+                        for w in live:
+                            sc = list(_fold_scores(w.path, metric).values())
+                            w.trial.report(float(np.nanmean(sc)), step=s)
+                        for w, why in _race(study, live, search_dir, metric, higher, n_train, n_test, conf, s, stages):
+                            stopped[w.number] = why
+                            live.remove(w)
+                            done_folds = [f for st in stages[: s + 1] for f in st]
+                            # recorded first: a search killed before the tell below knows this trial was stopped
+                            w.trial.set_user_attr("stopped", why)
+                            w.trial.set_user_attr("folds_run", len(done_folds))
+                            _finish(w, done_folds, argv, fin)
+                            _tell(study, w.trial, state=TrialState.PRUNED)
+                            reporter.note(f"trial {w.number}: stopped: {why}")
+                for w in live:
+                    summary = _finish(w, folds, argv, fin)
+                    value = summary["metrics"][metric][summary["metrics"][metric]["headline"]]["mean"]
+                    w.trial.set_user_attr("folds_run", len(folds))
+                    _tell(study, w.trial, value)
+                    reporter.note(f"trial {w.number}: {summary['headline']['text']}")
+                save_state("running")
+                _write_trials_table(study, search_dir, metric, params)
+            if fin is not None:
+                fin.wait()  # every trial folder complete before the search's own outputs
     except (KeyboardInterrupt, Interrupted):
         save_state("interrupted")
         _write_trials_table(study, search_dir, metric, params)
@@ -784,8 +798,14 @@ def _recover(study: Any, search_dir: Path, metric: str, reporter: Reporter) -> N
         reporter.note(f"trial {t.number}: interrupted; asked again with the same values, its finished folds kept")
 
 
-def _finish(w: TrialWork, folds: list[Fold], argv: list[str] | None) -> dict[str, Any]:
-    """Assemble a trial's folder from its saved folds (all of them, or those run before racing stopped it)."""
+def _finish(
+    w: TrialWork, folds: list[Fold], argv: list[str] | None, finisher: Finisher | None = None
+) -> dict[str, Any]:
+    """Assemble a trial's folder from its saved folds (all of them, or those run before racing stopped it).
+
+    With a ``finisher``, the folder's plots and report page are drawn in its helper process while
+    the search trains its next trials; the summary (and the value told to the sampler) is written here.
+    """
     spec, prep = w.spec, w.prep
     if len(folds) < len(prep.folds):
         prep = dataclasses.replace(prep, folds=list(folds))
@@ -796,7 +816,37 @@ def _finish(w: TrialWork, folds: list[Fold], argv: list[str] | None) -> dict[str
                 ev = ev.model_copy(update={"mode": "kfold"})
             spec = spec.model_copy(update={"evaluation": ev})
             prep.spec = spec
-    return run_cv(spec, w.path, NullReporter(), argv=argv, prep=prep).summary
+    return run_cv(spec, w.path, NullReporter(), argv=argv, prep=prep, finisher=finisher).summary
+
+
+def _refinish(
+    study: Any,
+    search_dir: Path,
+    params: list[Param],
+    raw_base: dict[str, Any],
+    name: str,
+    source: str | None,
+    prep0: Prepared,
+    stages: list[list[Fold]],
+    argv: list[str] | None,
+    reporter: Reporter,
+) -> None:
+    """Trials told to the sampler whose folders were not finished (the process died while their
+    plots were drawn): write their files again from their saved folds, without training."""
+    from optuna.trial import TrialState
+
+    flat = [f for st in stages for f in st]
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        path = _trial_dir(search_dir, t.number)
+        state = report.read_json(path / report.STATE) if (path / report.STATE).exists() else {}
+        if state.get("status") == "finished" or not (path / report.PARTS).exists():
+            continue
+        values = {p.path: p.value_of(t.params[p.path]) for p in params}
+        _, spec_t = _trial_spec(raw_base, values, f"{name}-trial-{t.number}", source)
+        prep_t = prepare(spec_t, NullReporter(), data=prep0.data)
+        done = flat[: int(t.user_attrs.get("folds_run", len(flat)))]
+        _finish(TrialWork(t.number, values, spec_t, prep_t, path, t), done, argv)
+        reporter.note(f"trial {t.number}: its folder was not finished; written again from its saved folds")
 
 
 def _finish_failed(w: TrialWork, error: str) -> None:
@@ -1290,46 +1340,50 @@ def run_nested(
     done = _parts_of(refit_dir)
     rows = []
     inner_raw = {k: v for k, v in raw.items()}
-    for of in outer_folds:
-        tag = f"r{of.repeat}_f{of.fold}"
-        reporter.note(f"outer fold {tag}: search on {len(of.train)} rows, test on {len(of.test)}")
-        try:
-            outcome = run_search(
-                inner_raw,
-                out_dir / "outer" / tag,
-                reporter,
-                source=source,
-                data=_subset(prep_full.data, of.train),
-                argv=argv,
-                **search_kw,
+    n_inner = int(search_kw.get("trials") or settings.trials)
+    helpers = Finisher() if n_inner >= HELPER_MIN_TRIALS else None  # one set for every inner search
+    with helpers if helpers is not None else contextlib.nullcontext(None) as finisher:
+        for of in outer_folds:
+            tag = f"r{of.repeat}_f{of.fold}"
+            reporter.note(f"outer fold {tag}: search on {len(of.train)} rows, test on {len(of.test)}")
+            try:
+                outcome = run_search(
+                    inner_raw,
+                    out_dir / "outer" / tag,
+                    reporter,
+                    source=source,
+                    data=_subset(prep_full.data, of.train),
+                    argv=argv,
+                    finisher=finisher,
+                    **search_kw,
+                )
+            except Interrupted:
+                raise Interrupted(
+                    f"nested search interrupted in outer fold {tag}; resume with: "
+                    f"dlrun search {source or 'CONFIG'} --resume --out {out_dir}"
+                ) from None
+            if outcome.best_raw is None:
+                raise RunError(f"outer fold {tag}: no trial of the inner search finished")
+            best_spec = validate(outcome.best_raw, source=source)
+            if of.key not in done:
+                prep_b = prepare(best_spec, NullReporter(), data=prep_full.data)
+                refit_fold = Fold(of.repeat, of.fold, of.seed, of.train, np.array([], dtype=int), of.test)
+                prep_b = dataclasses.replace(prep_b, folds=[refit_fold])
+                for key, part, _ in fit_folds(prep_b, [refit_fold], reporter):
+                    part["scores"]["inner_trial"] = int(outcome.best["trial"]) if outcome.best else None
+                    writer.write_part(key[0], key[1], part)
+                done = _parts_of(refit_dir)
+            best = outcome.best or {}
+            rows.append(
+                {
+                    "repeat": of.repeat,
+                    "fold": of.fold,
+                    "inner_trial": best.get("trial"),
+                    "inner_best": best.get(f"{metric}_mean"),
+                    "outer_score": done[of.key]["scores"].get(metric),
+                    **{f"value:{k}": v for k, v in best.items() if k in settings.space},
+                }
             )
-        except Interrupted:
-            raise Interrupted(
-                f"nested search interrupted in outer fold {tag}; resume with: "
-                f"dlrun search {source or 'CONFIG'} --resume --out {out_dir}"
-            ) from None
-        if outcome.best_raw is None:
-            raise RunError(f"outer fold {tag}: no trial of the inner search finished")
-        best_spec = validate(outcome.best_raw, source=source)
-        if of.key not in done:
-            prep_b = prepare(best_spec, NullReporter(), data=prep_full.data)
-            refit_fold = Fold(of.repeat, of.fold, of.seed, of.train, np.array([], dtype=int), of.test)
-            prep_b = dataclasses.replace(prep_b, folds=[refit_fold])
-            for key, part, _ in fit_folds(prep_b, [refit_fold], reporter):
-                part["scores"]["inner_trial"] = int(outcome.best["trial"]) if outcome.best else None
-                writer.write_part(key[0], key[1], part)
-            done = _parts_of(refit_dir)
-        best = outcome.best or {}
-        rows.append(
-            {
-                "repeat": of.repeat,
-                "fold": of.fold,
-                "inner_trial": best.get("trial"),
-                "inner_best": best.get(f"{metric}_mean"),
-                "outer_score": done[of.key]["scores"].get(metric),
-                **{f"value:{k}": v for k, v in best.items() if k in settings.space},
-            }
-        )
     spec_outer = base.model_copy(update={"evaluation": outer_ev, "name": f"{base.name}_outer"})
     prep_outer = dataclasses.replace(prep_full, spec=spec_outer, folds=outer_folds)
     outer_summary = run_cv(spec_outer, refit_dir, NullReporter(), argv=argv, prep=prep_outer).summary

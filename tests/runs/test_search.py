@@ -129,6 +129,33 @@ def test_search_runs_writes_outputs_and_resumes_without_repeating(
     assert code == 2 and "--resume" in err
 
 
+def test_helpers_finish_every_trial_folder_and_resume_rewrites_an_unfinished_one(tmp_path: Path) -> None:
+    from dlrun.runs.runner import Finisher
+    from dlrun.runs.search import run_search
+
+    raw = search_spec(batch=1)
+    out = tmp_path / "search"
+    with Finisher(workers=1) as helpers:
+        run_search(raw, out, finisher=helpers)
+    for number in (0, 1):
+        trial = out / "trials" / f"trial_{number:04d}"
+        assert json.loads((trial / report.STATE).read_text())["status"] == "finished"
+        assert (trial / "report.html").exists() and len(list((trial / "plots").glob("learning_curve_*.png"))) == 2
+    # killed while a helper drew trial 1: told to the sampler, but its plots and page are missing
+    trial = out / "trials" / "trial_0001"
+    for png in (trial / "plots").glob("*.png"):
+        png.unlink()
+    (trial / "report.html").unlink()
+    state = json.loads((trial / report.STATE).read_text())
+    (trial / report.STATE).write_text(json.dumps({**state, "status": "running"}))
+    parts = {p.name: p.stat().st_mtime_ns for p in (trial / report.PARTS).iterdir()}
+    run_search(raw, out)
+    assert json.loads((trial / report.STATE).read_text())["status"] == "finished"
+    assert (trial / "report.html").exists() and len(list((trial / "plots").glob("*.png"))) >= 4
+    assert {p.name: p.stat().st_mtime_ns for p in (trial / report.PARTS).iterdir()} == parts  # not trained again
+    assert list(pd.read_csv(out / "trials.csv")["trial"]) == [0, 1]
+
+
 def test_a_trial_asked_but_not_told_is_asked_again_with_its_folds(tmp_path: Path) -> None:
     from dlrun.reporting import NullReporter
     from dlrun.runs.search import _open_study, _recover, _trial_dir
