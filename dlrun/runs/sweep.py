@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
-from dlrun.errors import InputError, Interrupted, SpecError
+from dlrun.errors import DlrunError, InputError, Interrupted, RunError, SpecError
 from dlrun.evaluation.summary import headline_block
 from dlrun.runs import lifecycle
 from dlrun.runs.locking import holding_lock
@@ -247,6 +247,13 @@ def run_sweep(
             rows[i] = {**point.overrides, "folder": point.folder, **_row_from_dir(path)}
         else:
             todo.append(SpecJob(i, point.spec, path, point.folder))
+    packing: dict[str, Any] = {}
+    interrupted = False
+    if todo and runner.in_process:
+        try:
+            todo = _train_together(todo, points, rows, packing, note, reporter, argv, fail_fast)
+        except Interrupted:
+            interrupted, todo = True, []
     if todo and not runner.in_process:
         note(f"{runner.name}: submitting {len(todo)} point(s)")
 
@@ -268,9 +275,9 @@ def run_sweep(
             rows[job.index] = {**row, "status": done.status, "error": done.error}
             note(f"{point.folder}: {done.status}: {done.error}")
 
-    interrupted = False
     try:
-        run_spec_jobs(runner, jobs(), on_done, argv=argv, fail_fast=fail_fast, reporter=reporter, on_start=on_start)
+        if todo:
+            run_spec_jobs(runner, jobs(), on_done, argv=argv, fail_fast=fail_fast, reporter=reporter, on_start=on_start)
     except Interrupted:
         interrupted = True
     ordered = [rows[i] for i in sorted(rows)]
@@ -280,10 +287,127 @@ def run_sweep(
     finished = len(ordered) == len(points) and all(r.get("status") == "finished" for r in ordered)
     interrupted = interrupted or lifecycle.stop_requested()  # a signal while the table and plots were written
     status = "interrupted" if interrupted else ("finished" if finished else "failed")
-    report.write_json(sweep_dir / SWEEP_STATE, {"name": base.name, "points": listing, "status": status})
+    report.write_json(
+        sweep_dir / SWEEP_STATE, {"name": base.name, "points": listing, "status": status, "packing": packing}
+    )
     if interrupted:
         raise Interrupted(f"sweep interrupted; resume with: {lifecycle.resume_command(argv, sweep_dir, 'sweep')}")
     return table
+
+
+def _train_together(
+    todo: list[SpecJob],
+    points: list[SweepPoint],
+    rows: dict[int, dict[str, Any]],
+    packing: dict[str, Any],
+    note: Callable[[str], None],
+    reporter: Reporter | None,
+    argv: list[str] | None,
+    fail_fast: bool = False,
+) -> list[SpecJob]:
+    """Train the cross-validated points that differ only in per-model scalars as one stacked program.
+
+    Points whose specs the stacked engine's ``shared_groups`` puts together (a learning-rate or
+    momentum grid, say; points that change shapes form groups of their own) train with all their
+    folds in one engine call, then each point's folder is written as ``dlrun cv`` writes it.
+    ``packing`` receives the number of engine calls and models per call.
+
+    Returns:
+        The jobs left for the executor: points alone in their group, train modes, ``repeats:
+        auto``, or points a previous run started with another engine.
+    """
+    from dlrun.data.sources import load_dataset
+    from dlrun.engines import stacked
+    from dlrun.reporting import NullReporter
+    from dlrun.runs.runner import choose_engine_name, prepare, run_cv
+    from dlrun.runs.search import Programs, TrialWork, _finish_failed, train_trials
+
+    reporter = reporter or NullReporter()
+
+    def eligible(job: SpecJob) -> bool:
+        ev = job.spec.evaluation
+        previous = report.read_json(job.path / STATE).get("engine") if (job.path / STATE).exists() else None
+        return (
+            job.spec.is_cv
+            and ev.repeats != "auto"
+            and job.spec.runtime.engine in ("auto", "stacked")
+            and previous in (None, "none", "stacked")
+        )
+
+    candidates = [j for j in todo if eligible(j)]
+    programs = Programs()
+    together: set[int] = set()
+    for group in stacked.shared_groups([j.spec for j in candidates]):
+        if len(group) < 2:
+            continue
+        jobs = [candidates[i] for i in group]
+        first = jobs[0].spec
+        try:
+            data = load_dataset(first.data, seed=first.seed)
+            works = [
+                TrialWork(
+                    j.index, points[j.index].overrides, j.spec, prepare(j.spec, NullReporter(), data=data), j.path
+                )
+                for j in jobs
+            ]
+            if choose_engine_name(works[0].prep, NullReporter()) != "stacked":
+                continue
+        except DlrunError:  # each point then fails on its own, with its own message, as a run alone does
+            continue
+        labels = ", ".join(points[j.index].folder for j in jobs)
+        note(f"[{jobs[0].index + 1}/{len(points)}] {len(jobs)} points trained together: {labels}")
+        folds = works[0].prep.folds
+        reporter.start(f"{first.name} ({len(jobs)} points)", len(jobs) * len(folds), first.training.epochs)
+        try:
+            errors = train_trials(works, folds, reporter, programs, argv)
+        finally:
+            reporter.finish()
+        for job, w in zip(jobs, works):
+            together.add(job.index)
+            row: dict[str, Any] = {**points[job.index].overrides, "folder": points[job.index].folder}
+            error = errors.get(w.number)
+            if error is None:
+                try:
+                    run_cv(job.spec, job.path, NullReporter(), argv=argv, prep=w.prep)
+                except (InputError, RunError, SpecError) as exc:
+                    error = " ".join(str(exc).split())
+            if error is not None:
+                _finish_failed(w, error)
+                rows[job.index] = {**row, "status": "failed", "error": error}
+                note(f"{points[job.index].folder}: failed: {error}")
+                if fail_fast:
+                    return []
+                continue
+            # no wall time of its own: the points of a group trained at once (train_s is each one's share)
+            rows[job.index] = {**row, **_row_from_dir(job.path), "duration_s": None, "trained_together": len(jobs)}
+            note(f"[{job.index + 1}/{len(points)}] {points[job.index].folder}: finished")
+    left = [j for j in todo if j.index not in together]
+    alone = sum(_n_models(j.spec) for j in left)
+    packing.update(programs.as_dict())
+    packing.update(
+        points_together=len(together),
+        points_alone=len(left),
+        models=int(packing["models"]) + alone,
+        text=(
+            f"{len(together)} of {len(todo)} point(s) trained together: {packing['programs']} engine call(s) "
+            f"for {packing['models']} models; {len(left)} point(s) trained alone ({alone} models)"
+        ),
+    )
+    if together:
+        note(packing["text"])
+    return left
+
+
+def _n_models(spec: Spec) -> int:
+    """Models one point trains: one per fold and repeat (cross-validation) or one."""
+    from dlrun.protocol.splits import concrete_repeats
+
+    ev = spec.evaluation
+    if not spec.is_cv or ev.repeats == "auto":
+        return 1
+    if ev.mode == "repeated_split":
+        return concrete_repeats(ev)
+    return int(ev.folds) * (concrete_repeats(ev) if ev.mode == "repeated_kfold" else 1)
 
 
 def _row_from_dir(path: Path) -> dict[str, Any]:

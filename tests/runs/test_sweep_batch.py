@@ -62,6 +62,36 @@ def test_sweep_cli_runs_writes_table_and_plots(tmp_path: Path, capsys: pytest.Ca
     assert code == 0 and stdout.count("finished earlier, skipped") == 2
 
 
+def test_sweep_points_differing_in_scalars_train_together_and_score_as_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tiny_spec(
+        mode="kfold", evaluation={"folds": 2}, epochs=3, compile={"optimizer": {"SGD": {"learning_rate": 0.05}}}
+    )
+    path = write_spec(tmp_path / "s.yaml", raw)
+    out = tmp_path / "sweep"
+    lr, units = "compile.optimizer.SGD.learning_rate", "model.layers[0].Dense.units"
+    args = ["sweep", path, "--grid", f"{lr}=0.01,0.1", "--grid", f"{units}=4,8", "--out", out]
+    code, stdout, err = run_main(args, capsys)
+    assert code == 0, err
+    packing = json.loads((out / "sweep.json").read_text())["packing"]
+    # two widths: two engine calls, each training both learning rates with both folds
+    assert (packing["programs"], packing["models"], packing["points_together"]) == (2, 8, 4)
+    assert "4 of 4 point(s) trained together: 2 engine call(s) for 8 models" in stdout
+    table = pd.read_csv(out / "sweep.csv")
+    assert set(table["status"]) == {"finished"} and set(table["trained_together"]) == {2}
+    # a point trained with another matches the same point run alone by dlrun cv
+    alone = tmp_path / "alone"
+    code, _, err = run_main(["cv", path, "--set", f"{lr}=0.1", "--set", f"{units}=8", "--out", alone], capsys)
+    assert code == 0, err
+    together = pd.read_csv(out / "learning_rate=0.1,units=8" / report.HISTORY)
+    single = pd.read_csv(alone / report.HISTORY)
+    assert together["loss"].to_numpy() == pytest.approx(single["loss"].to_numpy(), rel=1e-5, abs=1e-6)
+    assert list(pd.read_csv(out / "learning_rate=0.1,units=8" / report.SCORES)["accuracy"]) == list(
+        pd.read_csv(alone / report.SCORES)["accuracy"]
+    )
+
+
 # ----------------------------------------------------------------------------- batches
 def test_batch_goes_on_after_a_failure_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = write_spec(tmp_path / "configs" / "a_good.yaml", tiny_spec(epochs=2))
