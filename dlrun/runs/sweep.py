@@ -6,6 +6,7 @@ sub-folder named by its overrides; ``sweep.csv`` and plots summarise them.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import re
@@ -295,6 +296,10 @@ def run_sweep(
     return table
 
 
+# Sweeps training this many points together draw their plots in helper processes (Finisher).
+HELPER_MIN_POINTS = 6
+
+
 def _train_together(
     todo: list[SpecJob],
     points: list[SweepPoint],
@@ -319,7 +324,7 @@ def _train_together(
     from dlrun.data.sources import load_dataset
     from dlrun.engines import stacked
     from dlrun.reporting import NullReporter
-    from dlrun.runs.runner import choose_engine_name, prepare, run_cv
+    from dlrun.runs.runner import Finisher, choose_engine_name, prepare, run_cv
     from dlrun.runs.search import Programs, TrialWork, _finish_failed, train_trials
 
     reporter = reporter or NullReporter()
@@ -337,50 +342,60 @@ def _train_together(
     candidates = [j for j in todo if eligible(j)]
     programs = Programs()
     together: set[int] = set()
-    for group in stacked.shared_groups([j.spec for j in candidates]):
-        if len(group) < 2:
-            continue
-        jobs = [candidates[i] for i in group]
-        first = jobs[0].spec
-        try:
-            data = load_dataset(first.data, seed=first.seed)
-            works = [
-                TrialWork(
-                    j.index, points[j.index].overrides, j.spec, prepare(j.spec, NullReporter(), data=data), j.path
-                )
-                for j in jobs
-            ]
-            if choose_engine_name(works[0].prep, NullReporter()) != "stacked":
+    written: list[tuple[SpecJob, dict[str, Any], int]] = []
+    stop = False
+    # a sweep of many points draws their plots in helper processes (see Finisher)
+    helpers = Finisher() if len(candidates) >= HELPER_MIN_POINTS else None
+    with helpers if helpers is not None else contextlib.nullcontext(None) as fin:
+        for group in stacked.shared_groups([j.spec for j in candidates]):
+            if len(group) < 2:
                 continue
-        except DlrunError:  # each point then fails on its own, with its own message, as a run alone does
-            continue
-        labels = ", ".join(points[j.index].folder for j in jobs)
-        note(f"[{jobs[0].index + 1}/{len(points)}] {len(jobs)} points trained together: {labels}")
-        folds = works[0].prep.folds
-        reporter.start(f"{first.name} ({len(jobs)} points)", len(jobs) * len(folds), first.training.epochs)
-        try:
-            errors = train_trials(works, folds, reporter, programs, argv)
-        finally:
-            reporter.finish()
-        for job, w in zip(jobs, works):
-            together.add(job.index)
-            row: dict[str, Any] = {**points[job.index].overrides, "folder": points[job.index].folder}
-            error = errors.get(w.number)
-            if error is None:
-                try:
-                    run_cv(job.spec, job.path, NullReporter(), argv=argv, prep=w.prep)
-                except (InputError, RunError, SpecError) as exc:
-                    error = " ".join(str(exc).split())
-            if error is not None:
-                _finish_failed(w, error)
-                rows[job.index] = {**row, "status": "failed", "error": error}
-                note(f"{points[job.index].folder}: failed: {error}")
-                if fail_fast:
-                    return []
+            jobs = [candidates[i] for i in group]
+            first = jobs[0].spec
+            try:
+                data = load_dataset(first.data, seed=first.seed)
+                works = [
+                    TrialWork(
+                        j.index, points[j.index].overrides, j.spec, prepare(j.spec, NullReporter(), data=data), j.path
+                    )
+                    for j in jobs
+                ]
+                if choose_engine_name(works[0].prep, NullReporter()) != "stacked":
+                    continue
+            except DlrunError:  # each point then fails on its own, with its own message, as a run alone does
                 continue
-            # no wall time of its own: the points of a group trained at once (train_s is each one's share)
-            rows[job.index] = {**row, **_row_from_dir(job.path), "duration_s": None, "trained_together": len(jobs)}
-            note(f"[{job.index + 1}/{len(points)}] {points[job.index].folder}: finished")
+            labels = ", ".join(points[j.index].folder for j in jobs)
+            note(f"[{jobs[0].index + 1}/{len(points)}] {len(jobs)} points trained together: {labels}")
+            folds = works[0].prep.folds
+            reporter.start(f"{first.name} ({len(jobs)} points)", len(jobs) * len(folds), first.training.epochs)
+            try:
+                errors = train_trials(works, folds, reporter, programs, argv)
+            finally:
+                reporter.finish()
+            for job, w in zip(jobs, works):
+                together.add(job.index)
+                row: dict[str, Any] = {**points[job.index].overrides, "folder": points[job.index].folder}
+                error = errors.get(w.number)
+                if error is None:
+                    try:
+                        run_cv(job.spec, job.path, NullReporter(), argv=argv, prep=w.prep, finisher=fin)
+                    except (InputError, RunError, SpecError) as exc:
+                        error = " ".join(str(exc).split())
+                if error is not None:
+                    _finish_failed(w, error)
+                    rows[job.index] = {**row, "status": "failed", "error": error}
+                    note(f"{points[job.index].folder}: failed: {error}")
+                    if fail_fast:
+                        stop = True
+                        break
+                    continue
+                written.append((job, row, len(jobs)))
+            if stop:
+                break
+    for job, row, size in written:
+        # no wall time of its own: the points of a group trained at once (train_s is each one's share)
+        rows[job.index] = {**row, **_row_from_dir(job.path), "duration_s": None, "trained_together": size}
+        note(f"[{job.index + 1}/{len(points)}] {points[job.index].folder}: finished")
     left = [j for j in todo if j.index not in together]
     alone = sum(_n_models(j.spec) for j in left)
     packing.update(programs.as_dict())
@@ -395,7 +410,7 @@ def _train_together(
     )
     if together:
         note(packing["text"])
-    return left
+    return [] if stop else left  # fail_fast: the points not run stay pending
 
 
 def _n_models(spec: Spec) -> int:
