@@ -724,10 +724,19 @@ class Finisher:
         self._futures.append(self._pool.submit(fn, *args))
 
     def wait(self) -> None:
-        """Block until every run handed over is finished; raises the first error."""
-        futures, self._futures = self._futures, []
-        for f in futures:
-            f.result()
+        """Block until every run handed over is finished; raises the first error.
+
+        Raises:
+            Interrupted: Ctrl-C or SIGTERM while waiting (the runs not started are then cancelled
+                by :meth:`close`).
+        """
+        while self._futures:
+            try:
+                self._futures[0].result(timeout=0.25)
+            except TimeoutError:
+                lifecycle.check_stop()
+                continue
+            self._futures.pop(0)
 
     def __enter__(self) -> Finisher:
         return self
@@ -738,12 +747,12 @@ class Finisher:
     def close(self, cancel: bool = False) -> None:
         """Wait for every run handed over (or cancel those not started), then end the helpers."""
         try:
-            if cancel:
-                for f in self._futures:
-                    f.cancel()
-            else:
+            if not cancel:
                 self.wait()
         finally:
+            for f in self._futures:
+                f.cancel()
+            self._futures = []
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None

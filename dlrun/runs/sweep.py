@@ -408,6 +408,8 @@ def _train_together(
             f"for {packing['models']} models; {len(left)} point(s) trained alone ({alone} models)"
         ),
     )
+    if together and not programs.models:
+        packing["text"] = f"{len(together)} point(s) written from their saved folds: nothing left to train"
     if together:
         note(packing["text"])
     return [] if stop else left  # fail_fast: the points not run stay pending
