@@ -29,6 +29,14 @@ DEFAULT_BACKEND = "jax"
 _XLA_FLAGS = {"xla_cpu_copy_insertion_use_region_analysis": "true"}
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def quiet_tensorflow(backend: str = "auto") -> None:
     """Before Keras is imported: choose its backend, silence TensorFlow's C++ start-up chatter, set XLA flags.
 

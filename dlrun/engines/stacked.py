@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import sys
 import threading
 import time
@@ -44,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from dlrun.engines.base import EpochCallback, EpochEvent, FitJob, FitResult, check_spec
+from dlrun.engines.runtime import usable_cores
 from dlrun.errors import SpecError
 from dlrun.spec.schema import Spec
 
@@ -451,10 +451,7 @@ class StackedEngine:
     def _n_threads(self) -> int:
         if self.threads is not None:
             return max(1, self.threads)
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # pragma: no cover - not Linux
-            return os.cpu_count() or 1
+        return usable_cores()
 
     def _fit_chunk(self, jobs: list[FitJob], on_epoch: EpochCallback | None) -> Iterator[FitResult]:
         t0 = time.perf_counter()

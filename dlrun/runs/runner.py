@@ -701,8 +701,9 @@ class Finisher:
     def __init__(self, workers: int | None = None) -> None:
         # one helper per core, at most 4: on the 2-core reference machine a 40-trial Sonar search
         # took 46.6 s with 1 helper, 32.6 s with 2, 35.0 s with 3 and 41.0 s with 4 (45.0 s with none)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.workers = workers or max(1, min(4, cores))
+        from dlrun.engines.runtime import usable_cores
+
+        self.workers = workers or min(4, usable_cores())
         self._pool: Any = None
         self._futures: list[Any] = []
 

@@ -631,15 +631,14 @@ def run_search(
                 works: list[TrialWork] = []
                 for _ in range(k):
                     trial = study.ask(distributions)
-                    values = {p.path: p.value_of(trial.params[p.path]) for p in params}
+                    values = _values_of(trial, params)
                     trial.set_user_attr("values", {p: choice_label(v) for p, v in values.items()})
                     path = _trial_dir(search_dir, trial.number)
                     retry_of = trial.user_attrs.get("retry_of")
                     if retry_of is not None:
                         _carry_parts(_trial_dir(search_dir, int(retry_of)), path)
                     try:
-                        _, spec_t = _trial_spec(raw_base, values, f"{base.name}-trial-{trial.number}", source)
-                        prep_t = prepare(spec_t, NullReporter(), data=prep0.data)
+                        spec_t, prep_t = _prepare_trial(raw_base, values, base.name, trial.number, source, prep0)
                     except (SpecError, InputError) as exc:
                         trial.set_user_attr("error", " ".join(str(exc).split()))
                         _tell(study, trial, state=TrialState.FAIL)
@@ -819,6 +818,23 @@ def _finish(
     return run_cv(spec, w.path, NullReporter(), argv=argv, prep=prep, finisher=finisher).summary
 
 
+def _values_of(trial: Any, params: list[Param]) -> dict[str, Any]:
+    """``{spec path: value}`` of an Optuna trial, as applied to the spec."""
+    return {p.path: p.value_of(trial.params[p.path]) for p in params}
+
+
+def _prepare_trial(
+    raw_base: dict[str, Any], values: dict[str, Any], name: str, number: int, source: str | None, prep0: Prepared
+) -> tuple[Spec, Prepared]:
+    """Trial ``number``'s spec (the base with ``values``) and its prepared data, on the search's rows.
+
+    Raises:
+        SpecError, InputError: The values make the spec invalid.
+    """
+    _, spec = _trial_spec(raw_base, values, f"{name}-trial-{number}", source)
+    return spec, prepare(spec, NullReporter(), data=prep0.data)
+
+
 def _refinish(
     study: Any,
     search_dir: Path,
@@ -841,9 +857,8 @@ def _refinish(
         state = report.read_json(path / report.STATE) if (path / report.STATE).exists() else {}
         if state.get("status") == "finished" or not (path / report.PARTS).exists():
             continue
-        values = {p.path: p.value_of(t.params[p.path]) for p in params}
-        _, spec_t = _trial_spec(raw_base, values, f"{name}-trial-{t.number}", source)
-        prep_t = prepare(spec_t, NullReporter(), data=prep0.data)
+        values = _values_of(t, params)
+        spec_t, prep_t = _prepare_trial(raw_base, values, name, t.number, source, prep0)
         done = flat[: int(t.user_attrs.get("folds_run", len(flat)))]
         _finish(TrialWork(t.number, values, spec_t, prep_t, path, t), done, argv)
         reporter.note(f"trial {t.number}: its folder was not finished; written again from its saved folds")

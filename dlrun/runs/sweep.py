@@ -324,6 +324,7 @@ def _train_together(
     from dlrun.data.sources import load_dataset
     from dlrun.engines import stacked
     from dlrun.reporting import NullReporter
+    from dlrun.runs.multirun import _data_key
     from dlrun.runs.runner import Finisher, choose_engine_name, prepare, run_cv
     from dlrun.runs.search import Programs, TrialWork, _finish_failed, train_trials
 
@@ -343,6 +344,7 @@ def _train_together(
     programs = Programs()
     together: set[int] = set()
     written: list[tuple[SpecJob, dict[str, Any], int]] = []
+    datasets: dict[str, Any] = {}
     stop = False
     # a sweep of many points draws their plots in helper processes (see Finisher)
     helpers = Finisher() if len(candidates) >= HELPER_MIN_POINTS else None
@@ -353,7 +355,10 @@ def _train_together(
             jobs = [candidates[i] for i in group]
             first = jobs[0].spec
             try:
-                data = load_dataset(first.data, seed=first.seed)
+                key = _data_key(first)  # groups on the same data load it once, as run_spec_jobs does
+                if key not in datasets:
+                    datasets[key] = load_dataset(first.data, seed=first.seed)
+                data = datasets[key]
                 works = [
                     TrialWork(
                         j.index, points[j.index].overrides, j.spec, prepare(j.spec, NullReporter(), data=data), j.path
