@@ -183,13 +183,13 @@ def run(
     quiet_tensorflow()
     path = run_dir_for(spec, out, resume, command)
     if command is None:
-        outcome = execute(spec, path, reporter, argv=argv, smoothing=smoothing, executor=executor)
+        outcome = execute(spec, path, reporter, argv=argv, smoothing=smoothing, executor=executor, plot_helper=True)
     elif command == "train":
         with RunLock(path):
             outcome = run_train(spec, path, reporter, argv=argv, smoothing=smoothing)
     else:
         with RunLock(path):
-            outcome = run_cv(spec, path, reporter, argv=argv, executor=executor)
+            outcome = run_cv(spec, path, reporter, argv=argv, executor=executor, plot_helper=True)
     return load(outcome.path)
 
 
