@@ -118,7 +118,7 @@ def run_dir_for(spec: Spec, out: str | Path | None, resume: bool, command: str |
     from dlrun.store import layout
 
     if command is not None:
-        from dlrun.runs.runner import check_command
+        from dlrun.runs.record import check_command
 
         check_command(spec, command)
     if out is not None and Path(out).exists() and not Path(out).is_dir():
@@ -173,8 +173,10 @@ def run(
         Interrupted: Ctrl-C or SIGTERM; the run can be resumed (exit 130).
     """
     from dlrun.engines.runtime import quiet_tensorflow
+    from dlrun.runs.cv import run_cv
     from dlrun.runs.locking import RunLock
-    from dlrun.runs.runner import check_smoothing, execute, run_cv, run_train
+    from dlrun.runs.runner import execute
+    from dlrun.runs.train import check_smoothing, run_train
 
     spec = load_config(config, overrides)
     if command not in (None, "train", "cv"):
@@ -289,7 +291,7 @@ def until_decided(
     """
     from dlrun.evaluation import compare as cmp
     from dlrun.protocol.splits import AUTO_CHUNK
-    from dlrun.runs import runner
+    from dlrun.runs import cv as runner
     from dlrun.runs.locking import RunLock
     from dlrun.spec.schema import read_yaml, validate
     from dlrun.store.io import CONFIG

@@ -195,7 +195,7 @@ def _tables(path: Path) -> dict[str, pd.DataFrame]:
 
 def test_cv_on_a_remote_executor_writes_what_a_local_run_writes(tmp_path: Path, two_cv_runs: tuple[Path, Path]) -> None:
     from dlrun.api import load_config
-    from dlrun.runs.runner import run_cv
+    from dlrun.runs.cv import run_cv
 
     local = two_cv_runs[0]
     spec = load_config(tiny_spec(**CV), ["runtime.max_models_per_chunk=2"])

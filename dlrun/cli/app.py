@@ -478,7 +478,7 @@ def validate(
     out.print(f"{config}: valid spec '{spec.name}' (mode {spec.evaluation.mode})", markup=False)
     if no_data or spec.data.kind == "keras":
         return
-    from dlrun.runs.runner import prepare
+    from dlrun.protocol.jobs import prepare
 
     prep = prepare(spec)
     rows, total = layer_table(spec.model.entries, prep.input_shape)

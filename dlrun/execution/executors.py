@@ -6,7 +6,7 @@ for a job that failed (with the exception and a one-line reason). ``fn(job)`` re
 iterable, so a job that trains several models hands each back as soon as the executor has it:
 in this process as it is produced, on Ray when the job's task returns.
 
-The orchestrations (:func:`dlrun.runs.runner.run_cv`, :mod:`dlrun.runs.sweep`, :mod:`dlrun.runs.batch`) are
+The orchestrations (:func:`dlrun.runs.cv.run_cv`, :mod:`dlrun.runs.sweep`, :mod:`dlrun.runs.batch`) are
 written once against this protocol; the driver always scores and writes every file itself, so
 a run on Ray writes the same files, with the same values for the same seed, as a local one.
 

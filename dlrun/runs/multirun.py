@@ -230,7 +230,7 @@ def run_spec_jobs(
     """
     from dlrun.data.sources import load_dataset
     from dlrun.runs.locking import RunLock
-    from dlrun.runs.runner import StopSignals
+    from dlrun.runs.record import StopSignals
 
     fn = RunSpec(
         in_place=executor.in_process,

@@ -45,9 +45,11 @@ from dlrun.errors import DlrunError, InputError, Interrupted, RunError, SpecErro
 from dlrun.evaluation import stats
 from dlrun.evaluation.scoring import HIGHER_IS_BETTER
 from dlrun.evaluation.summary import headline_block
+from dlrun.protocol.jobs import Prepared, prepare
 from dlrun.protocol.splits import Fold, make_folds
 from dlrun.reporting import NullReporter, Reporter
-from dlrun.runs.runner import Finisher, Prepared, choose_engine, prepare, run_cv
+from dlrun.runs.cv import choose_engine, run_cv
+from dlrun.runs.finish import Finisher
 from dlrun.spec.schema import EvaluationSpec, SearchSpec, Spec, validate
 from dlrun.spec.search_space import Param, base_raw, choice_label, parse_space, set_value
 from dlrun.store import io as report
@@ -204,7 +206,7 @@ def train_trials(
         others have every fold of ``folds`` saved.
     """
     from dlrun.execution.executors import Resources, make_executor
-    from dlrun.runs.runner import check_finite, make_job, score_fold
+    from dlrun.protocol.jobs import check_finite, make_job, score_fold
 
     if not works:
         return {}
@@ -329,7 +331,7 @@ class _TrialsFit:
 
 def _engine_of(w: TrialWork) -> str:
     """The engine ``runtime.engine`` picks for a trial (``stacked`` whenever it can)."""
-    from dlrun.runs.runner import choose_engine_name
+    from dlrun.runs.cv import choose_engine_name
 
     return choose_engine_name(w.prep, NullReporter())
 
@@ -354,7 +356,7 @@ def fit_folds(prep: Prepared, folds: list[Fold], reporter: Reporter) -> Iterator
     Raises:
         RunError: A model's loss diverged.
     """
-    from dlrun.runs.runner import check_finite, make_job, score_fold
+    from dlrun.protocol.jobs import check_finite, make_job, score_fold
 
     engine = choose_engine(prep, NullReporter(), len(folds))
     by_key = {f.key: f for f in folds}
@@ -538,7 +540,7 @@ def run_search(
         racing: Overrides ``search.racing``.
         data: Rows to search on instead of the spec's data (the outer training part of nested CV).
         argv: The command line, for ``env.json``.
-        finisher: Draw the trials' plots with this :class:`~dlrun.runs.runner.Finisher` (kept open
+        finisher: Draw the trials' plots with this :class:`~dlrun.runs.finish.Finisher` (kept open
             by the caller, e.g. for every inner search of a nested one). Default: one of its own
             for a search of :data:`HELPER_MIN_TRIALS` trials or more, else each trial's plots are
             drawn before the next batch.

@@ -323,9 +323,11 @@ def _train_together(
     """
     from dlrun.data.sources import load_dataset
     from dlrun.engines import stacked
+    from dlrun.protocol.jobs import prepare
     from dlrun.reporting import NullReporter
+    from dlrun.runs.cv import choose_engine_name, run_cv
+    from dlrun.runs.finish import Finisher
     from dlrun.runs.multirun import _data_key
-    from dlrun.runs.runner import Finisher, choose_engine_name, prepare, run_cv
     from dlrun.runs.search import Programs, TrialWork, _finish_failed, train_trials
 
     reporter = reporter or NullReporter()

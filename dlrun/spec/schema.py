@@ -283,7 +283,7 @@ class EvaluationSpec(_Section):
     stratify: bool | None = None
     folds: int = Field(default=10, ge=2)
     # "auto": add repeats in chunks until the headline interval's half-width is at most
-    # target_halfwidth (main metric units) or max_repeats is reached (dlrun.runs.runner.run_cv).
+    # target_halfwidth (main metric units) or max_repeats is reached (dlrun.runs.cv.run_cv).
     repeats: int | Literal["auto"] = 1
     target_halfwidth: float | None = Field(default=None, gt=0.0)
     max_repeats: int = Field(default=20, ge=1)

@@ -421,7 +421,7 @@ def _fake_summary(repeats: int, std: float, split: float, k: int = 10) -> dict[s
     block = stats.summarize_metric(
         scores, "accuracy", repeats=repeats, n_train=180, n_test=20, confidence=0.95, mode="repeated_kfold"
     )
-    from dlrun.runs.runner import headline
+    from dlrun.runs.summarize import headline
 
     return {
         "name": "fake",
@@ -461,8 +461,8 @@ def test_adaptive_repeats_stop_and_say_why(
 ) -> None:
     from pathlib import Path
 
-    from dlrun.runs import runner
-    from dlrun.runs.runner import RunOutcome
+    from dlrun.runs import cv as runner
+    from dlrun.runs.record import RunOutcome
 
     calls: list[int] = []
 

@@ -22,7 +22,7 @@ from dlrun.errors import InputError, Interrupted, RunError  # noqa: E402
 from dlrun.execution import executors  # noqa: E402
 from dlrun.execution.executors import LocalExecutor  # noqa: E402
 from dlrun.reporting import NullReporter  # noqa: E402
-from dlrun.runs import runner  # noqa: E402
+from dlrun.runs import cv as runner  # noqa: E402
 from dlrun.runs.batch import run_batch  # noqa: E402
 from dlrun.spec.schema import validate  # noqa: E402
 from dlrun.store import io as report  # noqa: E402

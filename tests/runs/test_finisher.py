@@ -1,4 +1,4 @@
-"""`dlrun.runs.runner.Finisher`: runs finished by helper processes, errors raised, a stop signal honoured,
+"""`dlrun.runs.finish.Finisher`: runs finished by helper processes, errors raised, a stop signal honoured,
 and a cv run's plot helper."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from conftest import tiny_spec
 
 import dlrun
 from dlrun.errors import Interrupted
-from dlrun.runs import lifecycle, runner
-from dlrun.runs.runner import Finisher
+from dlrun.runs import cv, lifecycle
+from dlrun.runs.finish import Finisher
 
 
 def test_a_helper_error_is_raised_when_waiting() -> None:
@@ -44,19 +44,19 @@ def test_a_cv_run_with_a_plot_helper_writes_what_a_run_without_one_writes(
 ) -> None:
     submitted: list[str] = []
 
-    class Recording(runner.Finisher):
+    class Recording(Finisher):
         def submit(self, fn: Any, *args: Any) -> None:
             submitted.append(fn.__name__)
             super().submit(fn, *args)
 
-    monkeypatch.setattr(runner, "Finisher", Recording)
-    monkeypatch.setattr(runner, "PLOT_HELPER_MIN_EPOCHS", 1)
+    monkeypatch.setattr(cv, "Finisher", Recording)
+    monkeypatch.setattr(cv, "PLOT_HELPER_MIN_EPOCHS", 1)
     raw = tiny_spec(epochs=2, evaluation={"mode": "repeated_kfold", "folds": 3, "repeats": 2})
     with_helper = dlrun.run(raw, out=tmp_path / "helper", command="cv")
-    assert submitted == ["_helper_warm", "draw_history"]
-    monkeypatch.setattr(runner, "PLOT_HELPER_MIN_EPOCHS", 10**9)
+    assert submitted == ["helper_warm", "draw_history"]
+    monkeypatch.setattr(cv, "PLOT_HELPER_MIN_EPOCHS", 10**9)
     alone = dlrun.run(raw, out=tmp_path / "alone", command="cv")
-    assert submitted == ["_helper_warm", "draw_history"]  # no helper below the threshold
+    assert submitted == ["helper_warm", "draw_history"]  # no helper below the threshold
 
     def files(run: Path) -> set[str]:
         return {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}

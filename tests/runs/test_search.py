@@ -130,7 +130,7 @@ def test_search_runs_writes_outputs_and_resumes_without_repeating(
 
 
 def test_helpers_finish_every_trial_folder_and_resume_rewrites_an_unfinished_one(tmp_path: Path) -> None:
-    from dlrun.runs.runner import Finisher
+    from dlrun.runs.finish import Finisher
     from dlrun.runs.search import run_search
 
     raw = search_spec(batch=1)
@@ -264,7 +264,7 @@ def test_racing_stages_record_the_stopped_trial_and_what_it_saved(
 
 def test_trials_differing_in_optimizer_scalars_train_as_one_program_with_cv_scores(tmp_path: Path) -> None:
     from dlrun.runs import search
-    from dlrun.runs.runner import run_cv
+    from dlrun.runs.cv import run_cv
 
     if search._shared_api() is None:
         pytest.skip("the stacked engine has no per-model hyperparameters here")

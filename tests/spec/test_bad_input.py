@@ -133,7 +133,7 @@ def test_a_binary_file_as_config_is_named(tmp_path: Path, capsys: Any) -> None:
 
 # ----------------------------------------------------------------------------- data-dependent, before training
 def _prepare(raw: dict[str, Any], config: str | None = None) -> Any:
-    from dlrun.runs.runner import prepare
+    from dlrun.protocol.jobs import prepare
 
     return prepare(validate(raw, source=config))
 
@@ -204,7 +204,7 @@ def test_a_relative_csv_path_is_read_from_the_configs_folder(tmp_path: Path, mon
 
 
 def test_an_exploding_but_finite_loss_is_a_warning_naming_the_learning_rate() -> None:
-    from dlrun.runs.runner import divergence_warning
+    from dlrun.runs.summarize import divergence_warning
     from dlrun.spec.schema import validate as v
 
     spec = v(_with(BASE, "compile.optimizer", {"SGD": {"learning_rate": 1000000.0}}))

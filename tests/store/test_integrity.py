@@ -394,7 +394,7 @@ def test_chunks_are_planned_over_the_whole_run_and_saved_whole(tmp_path: Path) -
     from types import SimpleNamespace
 
     from dlrun.protocol.splits import Fold
-    from dlrun.runs.runner import ChunkCommitter, chunk_plan
+    from dlrun.runs.cv import ChunkCommitter, chunk_plan
 
     folds = [Fold(0, k, k, np.arange(10), np.arange(0), np.arange(2)) for k in range(5)]
     engine = SimpleNamespace(name="stacked", models_per_chunk=lambda jobs: 2)
@@ -432,7 +432,8 @@ def test_resuming_on_other_data_is_refused_and_the_run_is_left_as_it_was(
 @pytest.mark.parametrize("budget", [1024.0, 0.6, 0.2])  # one chunk, 3 + 2, one model each
 def test_the_chunk_plan_sizes_chunks_as_the_stacked_engine_does(budget: float) -> None:
     from dlrun.engines.base import make_engine
-    from dlrun.runs.runner import chunk_plan, make_job, prepare
+    from dlrun.protocol.jobs import make_job, prepare
+    from dlrun.runs.cv import chunk_plan
     from dlrun.spec.schema import validate
 
     raw = tiny_spec(mode="kfold", evaluation={"folds": 5}, runtime={"memory_budget_mb": budget})
