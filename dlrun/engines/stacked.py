@@ -525,7 +525,6 @@ class StackedEngine:
         """Stacked initial variables of ``jobs``: weights drawn per model unless given (resume)."""
         with _LOCK:
             self._build_metrics(jobs[0].y_train)
-        import jax.numpy as jnp
 
         if all(j.initial_weights is not None for j in jobs):  # resume: nothing to draw
             tv = [np.repeat(np.asarray(v.value)[None], len(jobs), axis=0) for v in self.tvars]
@@ -533,7 +532,7 @@ class StackedEngine:
         else:
             keys = np.stack([_seed_pair(j.seed, 1) for j in jobs])
             with _LOCK:
-                drawn_t, drawn_n = self._init_program()(jnp.asarray(keys))
+                drawn_t, drawn_n = self._init_program()(_put(keys))
             tv = [np.array(a) for a in drawn_t]
             ntv = [np.array(a) for a in drawn_n]
         for m, job in enumerate(jobs):
@@ -589,15 +588,14 @@ class StackedEngine:
 
     # ------------------------------------------------------------------ one block
     def _fit_block(self, jobs: list[FitJob], data: dict[str, np.ndarray], progress: _Progress) -> list[FitResult]:
-        import jax.numpy as jnp
 
         m = len(jobs)
-        state = {k: [jnp.asarray(a) for a in v] for k, v in self._initial_state(jobs).items()}
+        state = {k: [_put(a) for a in v] for k, v in self._initial_state(jobs).items()}
         hp = self._hparams(jobs)
         n_train = data["n_train"]
         steps = max(1, math.ceil(int(n_train.max()) / self.batch_size))
         es = self._es_init(m, state)
-        consts = {k: jnp.asarray(v) for k, v in data.items()}
+        consts = {k: _put(v) for k, v in data.items()}
         has_val = data["n_val"] > 0
         has_test = data["n_test"] > 0
         first = int(data["start"].min())
@@ -612,7 +610,7 @@ class StackedEngine:
             e1 = min(self.epochs, e0 + EPOCHS_PER_CALL)
             perms = self._perms(jobs, n_train, range(e0, e1), steps)
             prog = self._program(m, steps, e1 - e0, *static)
-            args = (state, es, consts, hp, jnp.asarray(perms), jnp.arange(e0, e1))
+            args = (state, es, consts, hp, _put(perms), _put(np.arange(e0, e1, dtype=np.int32)))
             key = (m, steps, e1 - e0, *static)
             if key in self._warm:
                 state, es, logs, active = prog(*args)
@@ -683,22 +681,20 @@ class StackedEngine:
         return out.reshape(len(jobs), len(epochs), steps, self.batch_size)
 
     def _hparams(self, jobs: list[FitJob]) -> dict[str, Any]:
-        import jax.numpy as jnp
 
         known = hparam_paths(self.spec)
         keys = sorted({k for j in jobs for k in (j.hparams or {})})
-        return {k: jnp.asarray([float((j.hparams or {}).get(k, known[k])) for j in jobs], jnp.float32) for k in keys}
+        return {k: _put(np.array([float((j.hparams or {}).get(k, known[k])) for j in jobs], np.float32)) for k in keys}
 
     def _es_init(self, m: int, state: dict[str, Any]) -> dict[str, Any]:
-        import jax.numpy as jnp
 
         k = max(1, len(self.stops))
         restore = any(s.restore for s in self.stops)
         return {
-            "running": jnp.ones((m,), bool),
-            "wait": jnp.zeros((m, k), jnp.int32),
-            "best": jnp.full((m, k), jnp.nan, jnp.float32),
-            "has_best": jnp.zeros((m,), bool),
+            "running": _put(np.ones((m,), bool)),
+            "wait": _put(np.zeros((m, k), np.int32)),
+            "best": _put(np.full((m, k), np.nan, np.float32)),
+            "has_best": _put(np.zeros((m,), bool)),
             "best_tv": list(state["tv"]) if restore else [],
             "best_ntv": list(state["ntv"]) if restore else [],
         }
@@ -899,7 +895,6 @@ class StackedEngine:
     def _predict(self, tv: list[np.ndarray], ntv: list[np.ndarray], jobs: list[FitJob]) -> list[list[Any]]:
         """Inference outputs on each model's training and test rows: ``[[train (n, out)], [test or None]]``."""
         import jax
-        import jax.numpy as jnp
 
         if "predict" not in self._programs:
 
@@ -921,13 +916,22 @@ class StackedEngine:
                 if xi is not None and len(xi):
                     x[m, : len(xi)] = np.asarray(xi, np.float32).reshape((len(xi), *self.input_shape))
             with _LOCK:
-                out = np.asarray(prog([jnp.asarray(a) for a in tv], [jnp.asarray(a) for a in ntv], jnp.asarray(x)))
+                out = np.asarray(prog([_put(a) for a in tv], [_put(a) for a in ntv], _put(x)))
             for m, c in enumerate(counts):
                 result[slot].append(out[m, :c].copy() if (slot == 0 or xs[m] is not None) else None)
         return result
 
 
 # ============================================================================= helpers
+def _put(a: Any) -> Any:
+    """``a`` on the default device, without compiling: ``jnp.asarray`` of a host array stages it
+    through a small program compiled once per shape and dtype (24 of them, about 0.3 s, before a
+    Sonar run's first epoch)."""
+    import jax
+
+    return jax.device_put(np.asarray(a) if not hasattr(a, "devices") else a)
+
+
 class _Progress:
     """Turns a block's epoch logs into :class:`EpochEvent` s: one per program call (epochs run
     inside the program, so reporting each of them would only repeat lines), at its last epoch."""
