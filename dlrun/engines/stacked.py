@@ -481,18 +481,32 @@ class StackedEngine:
             for k, res in zip(sel, self._fit_block(blocks[bi], {k: v[sel] for k, v in data.items()}, progress)):
                 results[int(k)] = res
 
+        def done(upto: int) -> Iterator[FitResult]:
+            # a block's results go out as soon as it and every block before it are trained, so the
+            # caller scores and reports them while later blocks train; seconds: the chunk's time so
+            # far over the models finished so far (the last block's models: the whole chunk's mean)
+            seconds = (time.perf_counter() - t0) / min(upto, n)
+            for res in results[sent[0] : min(upto, n)]:
+                assert res is not None
+                res.seconds = seconds
+                yield res
+            sent[0] = max(sent[0], min(upto, n))
+
+        sent = [0]
         if threads > 1:
             with ThreadPoolExecutor(max_workers=threads) as pool:
-                for fut in [pool.submit(run, bi) for bi in range(len(blocks))]:
-                    fut.result()
+                futures = [pool.submit(run, bi) for bi in range(len(blocks))]
+                try:
+                    for bi, fut in enumerate(futures):
+                        fut.result()
+                        yield from done((bi + 1) * size)
+                finally:
+                    for fut in futures:  # a consumer that stops early: blocks not started never run
+                        fut.cancel()
         else:
             for bi in range(len(blocks)):
                 run(bi)
-        seconds = (time.perf_counter() - t0) / n
-        for res in results[:n]:
-            assert res is not None
-            res.seconds = seconds
-            yield res
+                yield from done((bi + 1) * size)
 
     # ------------------------------------------------------------------ data
     def _chunk_data(self, jobs: list[FitJob]) -> dict[str, np.ndarray]:
