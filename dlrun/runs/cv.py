@@ -630,7 +630,7 @@ def assemble_cv(
     if preds:
         writer.write_table(report.PREDICTIONS, pd.concat(preds, ignore_index=True))
     if helper is not None and defer is None:
-        helper.submit(draw_history, writer.path, ctx, history, len(scores), repeats)
+        helper.submit(draw_history, writer.path, ctx, history)
     else:
         helper = None
         writer.write_table(report.HISTORY, history)
@@ -684,7 +684,7 @@ def assemble_cv(
     if defer is not None:
         defer(ctx, scores, history, summary)
     elif helper is not None:
-        score_plots(ctx, writer, scores, summary, confusion=False)
+        score_plots(ctx, writer, scores, summary)
         helper.wait()
         write_html_report(writer)
     else:
