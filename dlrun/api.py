@@ -199,23 +199,17 @@ def load(run_dir: str | Path) -> RunResult:
     """Read a finished run folder.
 
     Raises:
-        InputError: The folder has no ``summary.json`` (not a finished run), or it is not JSON.
+        InputError: The folder has no ``summary.json`` (not a finished run), or it is not a JSON
+            object with ``mode`` and ``metrics``.
     """
-    import json
-
     import pandas as pd
 
     from dlrun.evaluation.summary import Summary
     from dlrun.store import layout
+    from dlrun.store.io import read_summary
 
     path = Path(run_dir)
-    sfile = path / layout.SUMMARY_JSON
-    if not sfile.is_file():
-        raise InputError(f"run folder must hold {layout.SUMMARY_JSON} (a finished run); '{path}' does not")
-    try:
-        summary = json.loads(sfile.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{sfile} must be valid JSON; reading it failed: {exc}") from None
+    summary = read_summary(path)
     if (path / layout.SCORES).is_file():
         scores = pd.read_csv(path / layout.SCORES)
     else:  # a train run: its one held-out score per metric, as one row

@@ -14,7 +14,6 @@ with the best (or all pairs) with Holm-adjusted p-values.
 from __future__ import annotations
 
 import glob
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import pandas as pd
 from dlrun.errors import InputError
 from dlrun.evaluation import stats
 from dlrun.evaluation.summary import headline_block, headline_name
+from dlrun.store.io import read_summary
 from dlrun.store.layout import FOLDS, SCORES
 from dlrun.store.layout import SUMMARY_JSON as SUMMARY
 
@@ -197,20 +197,7 @@ def load_run(path: str | Path) -> Run:
         InputError: If ``summary.json`` is missing, not JSON, or lacks ``mode`` or ``metrics``.
     """
     p = Path(path)
-    sfile = p / SUMMARY
-    if not sfile.is_file():
-        raise InputError(f"run directory must contain {SUMMARY}; {str(p)!r} does not")
-    try:
-        summary = json.loads(sfile.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise InputError(f"{sfile} must be valid JSON; reading it failed: {e}") from e
-    if not isinstance(summary, dict):
-        raise InputError(f"{sfile} must hold a JSON object; got {type(summary).__name__}")
-    for key in ("mode", "metrics"):
-        if key not in summary:
-            raise InputError(f"{sfile} must have a {key!r} key; it has {', '.join(summary) or 'none'}")
-    if not isinstance(summary["metrics"], dict):
-        raise InputError(f"{sfile} 'metrics' must be an object; got {type(summary['metrics']).__name__}")
+    summary = read_summary(p)
     # test_index is compared as text; keep_default_na stops an empty fold reading as NaN.
     folds = _read_csv(p / FOLDS, dtype={"test_index": str}, keep_default_na=False)
     scores = _read_csv(p / SCORES)

@@ -379,6 +379,31 @@ def read_json(path: Path) -> Any:
         raise CorruptFileError(path, f"is not valid JSON ({exc})") from None
 
 
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """A finished run's ``summary.json``: the one reader behind ``dlrun.load`` and ``dlrun compare``.
+
+    Raises:
+        InputError: The folder holds no ``summary.json`` (not a finished run), or it is not a JSON
+            object with ``mode`` and ``metrics`` (an object).
+    """
+    path = Path(run_dir)
+    sfile = path / SUMMARY_JSON
+    if not sfile.is_file():
+        raise InputError(f"run folder must hold {SUMMARY_JSON} (a finished run); '{path}' does not")
+    try:
+        summary = json.loads(sfile.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{sfile} must be valid JSON; reading it failed: {exc}") from None
+    if not isinstance(summary, dict):
+        raise InputError(f"{sfile} must hold a JSON object; got {type(summary).__name__}")
+    for key in ("mode", "metrics"):
+        if key not in summary:
+            raise InputError(f"{sfile} must have a {key!r} key; it has {', '.join(summary) or 'none'}")
+    if not isinstance(summary["metrics"], dict):
+        raise InputError(f"{sfile} 'metrics' must be an object; got {type(summary['metrics']).__name__}")
+    return summary
+
+
 def save_figure(fig: Any, path: Path) -> None:
     """Save a matplotlib figure as PNG atomically."""
     with atomic_path(path) as tmp:
