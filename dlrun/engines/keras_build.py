@@ -136,7 +136,7 @@ def build_model(spec: Spec, input_shape: tuple[int, ...], n_outputs: int, task: 
 
 
 def check_output(spec: Spec, output_shape: tuple[Any, ...], n_outputs: int, task: str) -> None:
-    """Refuse an output layer that cannot fit the target (width, activation, rank)."""
+    """Refuse an output layer that cannot fit the target (width, activation, rank), naming every problem."""
     entries = spec.model.entries
     last_i = len(entries) - 1
     last_name, last_args = entries[-1]
@@ -145,6 +145,7 @@ def check_output(spec: Spec, output_shape: tuple[Any, ...], n_outputs: int, task
         raise SpecError(
             [(path, f"the model must output (batch, {n_outputs}), got {output_shape}; add Flatten or Dense layers")]
         )
+    problems: list[tuple[str, str]] = []
     width = output_shape[-1]
     if width != n_outputs:
         if task == "multiclass":
@@ -154,24 +155,24 @@ def check_output(spec: Spec, output_shape: tuple[Any, ...], n_outputs: int, task
         else:
             need = f"{n_outputs} unit{'s' if n_outputs > 1 else ''}, one per target"
         where = f"{path}.units" if last_name == "Dense" else path
-        raise SpecError([(where, f"the output layer has {width} units but the {task} target needs {need}")])
+        problems.append((where, f"the output layer has {width} units but the {task} target needs {need}"))
     act = str(last_args.get("activation", "linear")).lower()
     loss = spec.compile.loss_entry
     loss_name = (loss[0] if loss else default_loss(task, spec.preprocessing.target.onehot)).lower()
     if task == "multiclass" and act == "sigmoid":
-        raise SpecError([(f"{path}.activation", "sigmoid on a multiclass target: use activation: softmax")])
-    if task == "binary" and width == 1 and "crossentropy" in loss_name and act not in ("sigmoid",):
-        from_logits = bool(loss and loss[1].get("from_logits"))
-        if not from_logits:
-            raise SpecError(
-                [
-                    (
-                        f"{path}.activation",
-                        f"binary cross-entropy needs a sigmoid output, got '{act}' "
-                        "(or set compile.loss: {BinaryCrossentropy: {from_logits: true}})",
-                    )
-                ]
+        problems.append((f"{path}.activation", "sigmoid on a multiclass target: use activation: softmax"))
+    # judged on the width the target needs, so a wrong width and a wrong activation are told together
+    if task == "binary" and n_outputs == 1 and "crossentropy" in loss_name and act not in ("sigmoid",):
+        if not (loss and loss[1].get("from_logits")):
+            problems.append(
+                (
+                    f"{path}.activation",
+                    f"binary cross-entropy needs a sigmoid output, got '{act}' "
+                    "(or set compile.loss: {BinaryCrossentropy: {from_logits: true}})",
+                )
             )
+    if problems:
+        raise SpecError(problems)
 
 
 def make_optimizer(cfg: CompileConfig) -> Any:

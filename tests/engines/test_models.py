@@ -108,14 +108,6 @@ def test_regularizer_and_image_input() -> None:
             id="sigmoid-on-multiclass",
         ),
         pytest.param(
-            [{"Dense": {"units": 2, "activation": "softmax"}}],
-            1,
-            "binary",
-            "model.layers[0].Dense.units",
-            "has 2 units but the binary target needs 1 unit",
-            id="2-units-binary-bce",
-        ),
-        pytest.param(
             [{"Dense": {"units": 4, "activation": "softmax"}}],
             3,
             "multiclass",
@@ -147,6 +139,22 @@ def test_output_mismatch(layers: list[Any], n_outputs: int, task: str, path: str
     got_path, message = _problem(exc)
     assert got_path.startswith(path)
     assert text in message
+
+
+@pytest.mark.parametrize(
+    ("units", "activation", "width_text"),
+    [
+        (2, "softmax", "has 2 units but the binary target needs 1 unit"),
+        (3, "linear", "has 3 units but the binary target needs 1 unit"),
+    ],
+)
+def test_a_wrong_width_and_a_wrong_activation_are_told_together(units: int, activation: str, width_text: str) -> None:
+    with pytest.raises(SpecError) as exc:
+        build_model(_spec([{"Dense": {"units": units, "activation": activation}}]), (4,), 1, "binary")
+    (width_path, width_msg), (act_path, act_msg) = exc.value.problems
+    assert (width_path, act_path) == ("model.layers[0].Dense.units", "model.layers[0].Dense.activation")
+    assert width_text in width_msg
+    assert f"needs a sigmoid output, got '{activation}'" in act_msg
 
 
 def test_output_rank_must_be_two() -> None:
