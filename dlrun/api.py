@@ -16,7 +16,7 @@ Nothing here prints: progress goes to a :class:`~dlrun.reporting.Reporter` only 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,14 +101,25 @@ def load_config(config: str | Path | Mapping[str, Any] | Spec, overrides: list[s
     return load_spec(Path(config), sets)
 
 
-def run_dir_for(spec: Spec, out: str | Path | None, resume: bool, command: str | None = None) -> Path:
+def run_dir_for(
+    spec: Spec,
+    out: str | Path | None,
+    resume: bool,
+    command: str | None = None,
+    note: Callable[[str], None] | None = None,
+) -> Path:
     """The folder a run writes into: ``out``, or ``output_dir/name/<timestamp>``.
+
+    A folder whose run failed before it trained anything (a bad input found once the data was
+    read, say) holds no results, so it is started afresh, with or without ``resume``: the fixed
+    config may then differ from the failed one. Its ``progress.jsonl`` keeps the failed attempt.
 
     Args:
         spec: The validated spec.
         out: The folder asked for, or None.
         resume: Continue the run in ``out``.
         command: ``train`` or ``cv``: a spec for the other command is refused before any folder is made.
+        note: Told, in one line, when a failed run's folder is started afresh.
 
     Raises:
         InputError: ``resume`` without ``out``; ``out`` is a file, or holds a run and ``resume`` is off;
@@ -123,6 +134,12 @@ def run_dir_for(spec: Spec, out: str | Path | None, resume: bool, command: str |
         check_command(spec, command)
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise InputError(f"--out '{out}' is a file; give a folder")
+    if out is not None:
+        error = report.failed_before_training(Path(out))
+        if error is not None:
+            report.clear_failed_run(Path(out))
+            if note is not None:
+                note(report.afresh_note(out, error))
     if resume:
         if out is None:
             raise InputError("--resume needs --out RUN_DIR: the run directory to continue")
@@ -183,7 +200,7 @@ def run(
         raise InputError(f"command must be train, cv or None, got '{command}'")
     check_smoothing(smoothing)
     quiet_tensorflow()
-    path = run_dir_for(spec, out, resume, command)
+    path = run_dir_for(spec, out, resume, command, note=reporter.note if reporter is not None else None)
     if command is None:
         outcome = execute(spec, path, reporter, argv=argv, smoothing=smoothing, executor=executor, plot_helper=True)
     elif command == "train":

@@ -16,6 +16,41 @@ from dlrun.execution.executors import LocalExecutor, Outcome, Resources, chunk_s
 from dlrun.store import layout
 
 
+# ----------------------------------------------------------------------------- a failed start
+def _width_found_late(units: int) -> dict[str, Any]:
+    """A cv spec whose output width is checked only once the data is read (its task is inferred)."""
+    raw = tiny_spec(mode="kfold", epochs=1, evaluation={"folds": 2})
+    del raw["data"]["task"]
+    raw["model"]["layers"][-1] = {"Dense": {"units": units, "activation": "sigmoid"}}
+    return raw
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_folder_whose_run_failed_before_training_takes_the_fixed_config(tmp_path: Path, resume: bool) -> None:
+    from dlrun.reporting import NullReporter
+
+    class Notes(NullReporter):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def note(self, text: str) -> None:
+            self.lines.append(text)
+
+    out = tmp_path / "run"
+    with pytest.raises(SpecError, match="has 3 units"):
+        dlrun.run(_width_found_late(3), out=out, command="cv", resume=resume)
+    assert json.loads((out / layout.STATE).read_text())["status"] == "failed"  # the folder was made
+    notes = Notes()
+    result = dlrun.run(_width_found_late(1), out=out, command="cv", resume=resume, reporter=notes)
+    assert result.summary["mode"] == "kfold" and len(result.scores) == 2
+    assert any("failed before training anything" in n and "starting afresh" in n for n in notes.lines)
+    events = [json.loads(line)["event"] for line in (out / layout.PROGRESS).read_text().splitlines()]
+    assert events[:3] == ["start", "failed", "start"]  # the failed attempt stays in the log
+    # a finished run is never replaced that way
+    with pytest.raises(InputError, match="already holds a run"):
+        dlrun.run(_width_found_late(1), out=out, command="cv")
+
+
 # ----------------------------------------------------------------------------- executors
 def test_local_executor_streams_values_and_reports_a_failed_job() -> None:
     taken: list[int] = []

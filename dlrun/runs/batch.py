@@ -66,10 +66,18 @@ def plan_items(configs: list[Path], batch_dir: Path) -> list[BatchItem]:
 def previous_status(item: BatchItem, n: int, total: int, resume: bool, note: Callable[[str], None]) -> str | None:
     """The status a config's folder already records; a finished one is marked skipped under ``resume``.
 
+    A folder whose run failed before it trained anything holds no result and is started afresh
+    (see :func:`dlrun.store.io.failed_before_training`).
+
     Raises:
         InputError: The folder holds a run and ``resume`` was not asked for.
     """
     state_path = item.folder / STATE
+    error = report.failed_before_training(item.folder) if item.folder.is_dir() else None
+    if error is not None:  # no result to keep: the (fixed) config starts afresh there
+        report.clear_failed_run(item.folder)
+        note(f"[{n + 1}/{total}] {report.afresh_note(item.config, error)}")
+        return None
     try:
         status = report.read_json(state_path).get("status") if state_path.exists() else None
     except (InputError, AttributeError):  # truncated state.json: an unfinished run

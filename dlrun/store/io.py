@@ -437,6 +437,48 @@ def count_saved_folds(run_dir: Path) -> int:
     return n
 
 
+# What a run writes before it trains anything; a run that failed by then holds only these.
+_START_FILES = (STATE, CONFIG, ENV, FINGERPRINT, FOLDS)
+
+
+def failed_before_training(run_dir: Path) -> str | None:
+    """The error of a run in ``run_dir`` that failed before it trained anything, else None.
+
+    Such a folder holds no result: no finished model, no saved fold, no checkpoint, no model file,
+    no summary, and nothing but the files a run writes as it starts (and its log).
+    """
+    folder = Path(run_dir)
+    try:
+        state = read_json(folder / STATE) if (folder / STATE).is_file() else None
+    except (InputError, OSError):  # an unreadable state: not known to be empty
+        return None
+    if not isinstance(state, dict) or state.get("status") != "failed" or state.get("finished_models"):
+        return None
+    expected = {*_START_FILES, PROGRESS, LOCK, PARTS, PLOTS}
+    for entry in folder.iterdir():
+        if entry.name not in expected or (entry.is_dir() and any(entry.iterdir())):
+            return None
+    return str(state.get("error") or "no error recorded")
+
+
+def afresh_note(where: object, error: str) -> str:
+    """The line that says a failed run's folder (:func:`failed_before_training`) is started afresh."""
+    return f"{where}: its earlier run failed before training anything ({error}); starting afresh"
+
+
+def clear_failed_run(run_dir: Path) -> None:
+    """Remove the start files of a run :func:`failed_before_training` (its log stays), so a new run starts afresh."""
+    folder = Path(run_dir)
+    try:
+        for name in _START_FILES:
+            (folder / name).unlink(missing_ok=True)
+        for name in (PARTS, PLOTS):
+            if (folder / name).is_dir():
+                (folder / name).rmdir()
+    except OSError as exc:
+        raise storage_error(exc, folder, "clear") from None
+
+
 class RunWriter:
     """Writes one run directory.
 

@@ -124,6 +124,23 @@ def test_batch_resume_skips_finished(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 2 and "--resume" in err
 
 
+def test_batch_starts_afresh_a_config_whose_run_failed_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tiny_spec(mode="kfold", epochs=1, evaluation={"folds": 2})
+    del raw["data"]["task"]  # inferred: the output width is checked once the data is read
+    raw["model"]["layers"][-1] = {"Dense": {"units": 3, "activation": "sigmoid"}}
+    cfg = write_spec(tmp_path / "one.yaml", raw)
+    out = tmp_path / "batch"
+    assert run_main(["batch", cfg, "--out", out, "--resume"], capsys)[0] == 1
+    raw["model"]["layers"][-1]["Dense"]["units"] = 1  # the user fixes the config and resumes the batch
+    write_spec(tmp_path / "one.yaml", raw)
+    code, stdout, err = run_main(["batch", cfg, "--out", out, "--resume"], capsys)
+    assert code == 0, err
+    assert "failed before training anything" in stdout and "starting afresh" in stdout
+    assert list(pd.read_csv(out / "batch.csv")["status"]) == ["finished"]
+
+
 # ----------------------------------------------------------------------------- index
 def _fake_run(root: Path, name: str, status: str, summary: dict[str, Any] | None = None) -> Path:
     path = root / name / "20260101-000000"
