@@ -488,21 +488,23 @@ def validate(
         markup=False,
     )
     out.print(model_table(rows, total, prep.input_shape))
-    if rows and rows[-1][1] != "?":
-        width = rows[-1][1].rsplit(",", 1)[-1].strip(" )")
-        if width.isdigit() and int(width) != prep.n_outputs:
-            from dlrun.errors import SpecError
+    shape = _shape(rows[-1][1]) if rows else None
+    if shape is not None:  # the run's own check of the output against the target, every problem at once
+        from dlrun.errors import SpecError
+        from dlrun.spec.shapes import check_output
 
-            last = len(rows) - 1
-            raise SpecError(
-                [
-                    (
-                        f"model.layers[{last}].{rows[-1][0]}.units",
-                        f"the output layer has {width} units but the {prep.task} target needs {prep.n_outputs}",
-                    )
-                ],
-                source=str(config),
-            )
+        try:
+            check_output(spec, shape, prep.n_outputs, prep.task)
+        except SpecError as exc:
+            raise SpecError(exc.problems, source=str(config)) from None
+
+
+def _shape(text: str) -> tuple[int | None, ...] | None:
+    """``(None, 3)`` as :func:`~dlrun.spec.shapes.layer_table` writes it, or None where it is unknown."""
+    dims = [d.strip() for d in text.strip("()").split(",") if d.strip()]
+    if not dims or not all(d == "None" or d.isdigit() for d in dims):
+        return None
+    return tuple(None if d == "None" else int(d) for d in dims)
 
 
 @app.command()

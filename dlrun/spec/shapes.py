@@ -7,7 +7,12 @@ common layers are counted here exactly as Keras counts them, others show ``?``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from dlrun.errors import SpecError
+
+if TYPE_CHECKING:
+    from dlrun.spec.schema import Spec
 
 _SHAPE_PRESERVING = {
     "Dropout",
@@ -67,3 +72,52 @@ def layer_table(
         rows.append((name, "?" if shape is None else str((None, *shape)), params))
         total = None if params is None or total is None else total + params
     return rows, total
+
+
+def default_loss(task: str, onehot: bool) -> str:
+    """The loss used when ``compile.loss`` is omitted."""
+    if task == "binary":
+        return "categorical_crossentropy" if onehot else "binary_crossentropy"
+    if task == "multiclass":
+        return "categorical_crossentropy" if onehot else "sparse_categorical_crossentropy"
+    return "mse"
+
+
+def check_output(spec: Spec, output_shape: tuple[Any, ...], n_outputs: int, task: str) -> None:
+    """Refuse an output layer that cannot fit the target (width, activation, rank), naming every problem."""
+    entries = spec.model.entries
+    last_i = len(entries) - 1
+    last_name, last_args = entries[-1]
+    path = f"model.layers[{last_i}].{last_name}"
+    if len(output_shape) != 2:
+        raise SpecError(
+            [(path, f"the model must output (batch, {n_outputs}), got {output_shape}; add Flatten or Dense layers")]
+        )
+    problems: list[tuple[str, str]] = []
+    width = output_shape[-1]
+    if width != n_outputs:
+        if task == "multiclass":
+            need = f"{n_outputs} units, one per class"
+        elif task == "binary":
+            need = f"{n_outputs} unit{'s' if n_outputs > 1 else ''}"
+        else:
+            need = f"{n_outputs} unit{'s' if n_outputs > 1 else ''}, one per target"
+        where = f"{path}.units" if last_name == "Dense" else path
+        problems.append((where, f"the output layer has {width} units but the {task} target needs {need}"))
+    act = str(last_args.get("activation", "linear")).lower()
+    loss = spec.compile.loss_entry
+    loss_name = (loss[0] if loss else default_loss(task, spec.preprocessing.target.onehot)).lower()
+    if task == "multiclass" and act == "sigmoid":
+        problems.append((f"{path}.activation", "sigmoid on a multiclass target: use activation: softmax"))
+    # judged on the width the target needs, so a wrong width and a wrong activation are told together
+    if task == "binary" and n_outputs == 1 and "crossentropy" in loss_name and act not in ("sigmoid",):
+        if not (loss and loss[1].get("from_logits")):
+            problems.append(
+                (
+                    f"{path}.activation",
+                    f"binary cross-entropy needs a sigmoid output, got '{act}' "
+                    "(or set compile.loss: {BinaryCrossentropy: {from_logits: true}})",
+                )
+            )
+    if problems:
+        raise SpecError(problems)

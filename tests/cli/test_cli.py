@@ -345,6 +345,34 @@ def test_misspelled_key_exits_2_naming_it(spec_file: Any, capsys: pytest.Capture
     assert "Traceback" not in out + err
 
 
+@pytest.mark.parametrize(
+    ("last", "expected"),
+    [
+        (
+            {"Dense": {"units": 3}},
+            [
+                "model.layers[1].Dense.units: the output layer has 3 units but the binary target needs 1 unit",
+                "model.layers[1].Dense.activation: binary cross-entropy needs a sigmoid output, got 'linear'",
+            ],
+        ),
+        ({"Reshape": {"target_shape": [2, 4]}}, ["model.layers[1].Reshape: the model must output (batch, 1)"]),
+    ],
+    ids=["width-and-activation", "rank"],
+)
+def test_validate_tells_every_output_problem_the_run_would_meet(
+    spec_file: Any, capsys: pytest.CaptureFixture[str], last: dict[str, Any], expected: list[str]
+) -> None:
+    raw = tiny_spec("binary")
+    del raw["data"]["task"]  # inferred from the data: checked once validate reads it
+    raw["model"]["layers"][-1] = last
+    code, out, err = run_main(["validate", spec_file(raw)], capsys)
+    assert code == 2, out + err
+    assert f"{len(expected)} problem" in err
+    for line in expected:
+        assert line in err
+    assert "Traceback" not in out + err
+
+
 def test_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for command in ("train", "cv", "validate"):
         code, _, err = run_main([command, tmp_path / "nope.yaml"], capsys)
