@@ -134,12 +134,9 @@ def run_dir_for(
         check_command(spec, command)
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise InputError(f"--out '{out}' is a file; give a folder")
-    if out is not None:
-        error = report.failed_before_training(Path(out))
-        if error is not None:
-            report.clear_failed_run(Path(out))
-            if note is not None:
-                note(report.afresh_note(out, error))
+    error = report.reclaim_failed_run(Path(out)) if out is not None else None
+    if error is not None and note is not None:
+        note(report.afresh_note(out, error))
     if resume:
         if out is None:
             raise InputError("--resume needs --out RUN_DIR: the run directory to continue")

@@ -73,9 +73,8 @@ def previous_status(item: BatchItem, n: int, total: int, resume: bool, note: Cal
         InputError: The folder holds a run and ``resume`` was not asked for.
     """
     state_path = item.folder / STATE
-    error = report.failed_before_training(item.folder) if item.folder.is_dir() else None
+    error = report.reclaim_failed_run(item.folder)
     if error is not None:  # no result to keep: the (fixed) config starts afresh there
-        report.clear_failed_run(item.folder)
         note(f"[{n + 1}/{total}] {report.afresh_note(item.config, error)}")
         return None
     try:

@@ -466,6 +466,14 @@ def afresh_note(where: object, error: str) -> str:
     return f"{where}: its earlier run failed before training anything ({error}); starting afresh"
 
 
+def reclaim_failed_run(run_dir: Path) -> str | None:
+    """Clear ``run_dir`` if its run :func:`failed_before_training` (its log stays); return its error, else None."""
+    error = failed_before_training(run_dir)
+    if error is not None:
+        clear_failed_run(run_dir)
+    return error
+
+
 def clear_failed_run(run_dir: Path) -> None:
     """Remove the start files of a run :func:`failed_before_training` (its log stays), so a new run starts afresh."""
     folder = Path(run_dir)
