@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # KERAS_BACKEND is left alone here: dlrun.engines.runtime picks JAX unless the user or the spec chose
 
 from dlrun import __version__
-from dlrun.errors import DlrunError, InputError
+from dlrun.errors import DlrunError, InputError, SpecError
 
 app = typer.Typer(
     name="dlrun",
@@ -472,7 +472,7 @@ def validate(
 ) -> None:
     """Check a spec without training (and without importing TensorFlow); show the model."""
     from dlrun.cli.render import model_table
-    from dlrun.spec.shapes import layer_table
+    from dlrun.spec.shapes import check_output, layer_table, output_shape
 
     spec = _load(config, sets)
     out.print(f"{config}: valid spec '{spec.name}' (mode {spec.evaluation.mode})", markup=False)
@@ -488,23 +488,12 @@ def validate(
         markup=False,
     )
     out.print(model_table(rows, total, prep.input_shape))
-    shape = _shape(rows[-1][1]) if rows else None
+    shape = output_shape(spec.model.entries, prep.input_shape)
     if shape is not None:  # the run's own check of the output against the target, every problem at once
-        from dlrun.errors import SpecError
-        from dlrun.spec.shapes import check_output
-
         try:
             check_output(spec, shape, prep.n_outputs, prep.task)
         except SpecError as exc:
             raise SpecError(exc.problems, source=str(config)) from None
-
-
-def _shape(text: str) -> tuple[int | None, ...] | None:
-    """``(None, 3)`` as :func:`~dlrun.spec.shapes.layer_table` writes it, or None where it is unknown."""
-    dims = [d.strip() for d in text.strip("()").split(",") if d.strip()]
-    if not dims or not all(d == "None" or d.isdigit() for d in dims):
-        return None
-    return tuple(None if d == "None" else int(d) for d in dims)
 
 
 @app.command()

@@ -7,6 +7,7 @@ common layers are counted here exactly as Keras counts them, others show ``?``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from dlrun.errors import SpecError
@@ -40,9 +41,26 @@ def layer_table(
         entries: ``(class_name, args)`` of each layer.
         input_shape: Shape of one sample, e.g. ``(60,)``.
     """
-    shape: tuple[int, ...] | None = tuple(input_shape)
     rows: list[tuple[str, str, int | None]] = []
     total: int | None = 0
+    for name, shape, params in _walk(entries, input_shape):
+        rows.append((name, "?" if shape is None else str((None, *shape)), params))
+        total = None if params is None or total is None else total + params
+    return rows, total
+
+
+def output_shape(entries: list[tuple[str, dict[str, Any]]], input_shape: tuple[int, ...]) -> tuple[Any, ...] | None:
+    """The stack's output shape with its batch axis, ``(None, 3)``, or None where a layer is not worked out here."""
+    shapes = [shape for _, shape, _ in _walk(entries, input_shape)]
+    last = shapes[-1] if shapes else tuple(input_shape)
+    return None if last is None else (None, *last)
+
+
+def _walk(
+    entries: list[tuple[str, dict[str, Any]]], input_shape: tuple[int, ...]
+) -> Iterator[tuple[str, tuple[int, ...] | None, int | None]]:
+    """``(class, output shape of one sample or None, params or None)`` for each layer in turn."""
+    shape: tuple[int, ...] | None = tuple(input_shape)
     for name, args in entries:
         params: int | None = None
         if shape is None:
@@ -69,9 +87,7 @@ def layer_table(
             shape = tuple(int(t) for t in target)
         else:
             shape = None
-        rows.append((name, "?" if shape is None else str((None, *shape)), params))
-        total = None if params is None or total is None else total + params
-    return rows, total
+        yield name, shape, params
 
 
 def default_loss(task: str, onehot: bool) -> str:
