@@ -1,13 +1,15 @@
-"""Regenerate dlrun/spec/keras_names.py from the installed Keras.
+"""Regenerate dlrun/spec/keras_names.json from the installed Keras.
 
 Usage: python scripts/gen_keras_names.py [OUTPUT]
 
-tests/spec/test_keras_names.py checks that the committed table still matches Keras.
+tests/spec/test_keras_names.py checks that the committed tables still match Keras;
+:mod:`dlrun.spec.keras_names` loads them once.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import sys
 from types import ModuleType
@@ -34,7 +36,7 @@ def lower_names(mod: ModuleType) -> list[str]:
 
 
 def tables() -> dict[str, list[str]]:
-    """Every table of dlrun/spec/keras_names.py."""
+    """Every name table of dlrun/spec/keras_names.json."""
     alias = lambda mod: list(getattr(mod, "ALL_OBJECTS_DICT", {}))  # noqa: E731
     return {
         "LAYERS": classes(keras.layers, keras.layers.Layer),
@@ -116,24 +118,17 @@ def arg_tables() -> dict[str, dict[str, list[str]]]:
 
 
 def render() -> str:
-    """The source of dlrun/spec/keras_names.py."""
-    src = (
-        '"""Names of Keras classes and functions, so a spec can be checked without importing Keras.\n\n'
-        f"Generated from keras {keras.__version__} by scripts/gen_keras_names.py; a test keeps it in sync.\n"
-        '"""\n\n'
-        f"KERAS_VERSION = {keras.__version__!r}\n\n"
-    )
+    """The text of dlrun/spec/keras_names.json: sorted names, and each class's sorted arguments
+    (classes whose ``**kwargs`` are open are left out: they are not checked)."""
+    data: dict[str, object] = {"KERAS_VERSION": keras.__version__}
     for name, items in tables().items():
-        body = "".join(f'    "{i}",\n' for i in sorted(set(items)))
-        src += f"{name}: tuple[str, ...] = (\n{body})\n\n"
-    src += "# Constructor arguments (classes whose **kwargs are open are left out: not checked).\n"
+        data[name] = sorted(set(items))
     for name, by_class in arg_tables().items():
-        body = "".join(f"    {cls!r}: {tuple(sorted(args))!r},\n" for cls, args in sorted(by_class.items()))
-        src += f"{name}: dict[str, tuple[str, ...]] = {{\n{body}}}\n\n"
-    return src.rstrip() + "\n"
+        data[name] = {cls: sorted(args) for cls, args in sorted(by_class.items())}
+    return json.dumps(data, indent=1) + "\n"
 
 
 if __name__ == "__main__":
-    target = sys.argv[1] if len(sys.argv) > 1 else "dlrun/spec/keras_names.py"
-    with open(target, "w") as fh:
+    target = sys.argv[1] if len(sys.argv) > 1 else "dlrun/spec/keras_names.json"
+    with open(target, "w", encoding="utf-8") as fh:
         fh.write(render())

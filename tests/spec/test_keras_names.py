@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 from dlrun.spec import keras_names as kn
@@ -35,3 +36,13 @@ def test_argument_tables_match_installed_keras() -> None:
         assert want == getattr(kn, name), f"{name} is stale: run scripts/gen_keras_names.py"
     assert "units" in kn.LAYER_ARGS["Dense"] and "learning_rate" in kn.OPTIMIZER_ARGS["SGD"]
     assert "monitor" in kn.CALLBACK_ARGS["EarlyStopping"] and "max_value" in kn.CONSTRAINT_ARGS["MaxNorm"]
+
+
+def test_the_generator_writes_the_committed_json() -> None:
+    spec = importlib.util.spec_from_file_location("gen_keras_names", ROOT / "scripts" / "gen_keras_names.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    committed = (ROOT / "dlrun" / "spec" / "keras_names.json").read_text(encoding="utf-8")
+    assert json.loads(gen.render()) == json.loads(committed), "stale: run scripts/gen_keras_names.py"
+    assert kn.KERAS_VERSION == json.loads(committed)["KERAS_VERSION"]
