@@ -18,6 +18,19 @@ def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean '{lower[hits[0]]}'?)" if hits else ""
 
 
+def short_repr(v: Any, limit: int = 80) -> str:
+    """``repr(v)``, cut to ``limit`` characters: an error line never echoes a huge value."""
+    text = repr(v)
+    return text if len(text) <= limit else f"{text[: limit - 20]}… ({len(text)} characters)"
+
+
+def lookup(raw: Any, *keys: str) -> Any:
+    """``raw[k1][k2]...``, or None where a step is missing or not a mapping (for checks on raw specs)."""
+    for k in keys:
+        raw = raw.get(k) if isinstance(raw, dict) else None
+    return raw
+
+
 def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
     """Set ``raw[a][b][2][c] = value`` for ``key = 'a.b[2].c'``, creating mappings as needed.
 

@@ -182,7 +182,7 @@ def _check_entry(where: str, entry: Any) -> list[tuple[str, str]]:
     if problems:
         return problems
     if not low < high:
-        problems.append((where, f"low must be below high, got low={low!r}, high={high!r}"))
+        problems.append((f"{where}.high", f"low must be below high, got low={low!r}, high={high!r}"))
     if entry.get("log", False) not in (True, False):
         problems.append((f"{where}.log", f"must be true or false, got {entry.get('log')!r}"))
     elif entry.get("log") and low <= 0:

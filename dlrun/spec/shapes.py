@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dlrun.errors import SpecError
-
-if TYPE_CHECKING:
-    from dlrun.spec.schema import Spec
+from dlrun.spec.models import Spec
 
 _SHAPE_PRESERVING = {
     "Dropout",

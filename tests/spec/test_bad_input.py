@@ -1,4 +1,4 @@
-"""Every "Bad input" case of issue 13: exit 2 (or a clear warning) and one line naming the field,
+"""Bad input of every kind: exit 2 (or a clear warning) and one line naming the field,
 file, column or value; checked before training and before Keras loads wherever possible."""
 
 from __future__ import annotations
