@@ -9,7 +9,8 @@ metadata, not a statistic.
 
 from __future__ import annotations
 
-import functools
+import base64
+import binascii
 from typing import Any
 
 import numpy as np
@@ -17,50 +18,23 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, PowerTransformer, RobustScaler, StandardScaler
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
-from dlrun.errors import DataError
+from dlrun.data.columns import (
+    is_categorical_dtype,
+    labels_from_plain,
+    labels_to_plain,
+    make_scaler,
+    resolve_categorical,
+    select_columns,
+    sorted_unique,
+)
+from dlrun.data.task import missing_listing
+from dlrun.errors import CorruptFileError, DataError
 from dlrun.spec.dotted import suggest
-from dlrun.spec.schema import PreprocessingSpec
+from dlrun.spec.models import PreprocessingSpec
 
 TASKS = ("binary", "multiclass", "regression")
-
-
-def make_scaler(name: str) -> Any:
-    """Return a fresh scikit-learn scaler for ``preprocessing.scaling`` (``"passthrough"`` for none)."""
-    if name == "standard":
-        return StandardScaler()
-    if name == "minmax":
-        return MinMaxScaler()
-    if name == "robust":
-        return RobustScaler()
-    if name == "power":
-        return PowerTransformer(method="yeo-johnson")
-    if name == "none":
-        return "passthrough"
-    raise DataError(f"unknown scaling '{name}'; use standard, minmax, robust, power or none")
-
-
-def _is_categorical_dtype(s: pd.Series | Any) -> bool:
-    """Whether a column (or a dtype) holds labels rather than numbers (bool counts as labels)."""
-    dtype: Any = getattr(s, "dtype", s)
-    try:
-        return _categorical_dtype(dtype)
-    except TypeError:  # an unhashable extension dtype: the same test, uncached
-        return bool(_categorical_dtype.__wrapped__(dtype))
-
-
-@functools.lru_cache(maxsize=64)
-def _categorical_dtype(dtype: Any) -> bool:
-    # cached: cross-validation asks this for every column of every fold
-    return not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
-
-
-def _columns(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """``frame[names]``, without pandas' copy when the columns already are exactly ``names``."""
-    if len(frame.columns) == len(names) and all(a == b for a, b in zip(frame.columns, names)):
-        return frame
-    return frame[names]
 
 
 class Preprocessor:
@@ -158,13 +132,13 @@ class Preprocessor:
         spec = self.spec
         columns = list(X.columns)
         # one flag per column from a plain list: indexing a dtypes Series column by column cost more than the scaler
-        is_label = dict(zip(columns, (_is_categorical_dtype(dt) for dt in list(X.dtypes))))
+        is_label = dict(zip(columns, (is_categorical_dtype(dt) for dt in list(X.dtypes))))
         if spec.categorical == "auto":
             categorical = [c for c in columns if is_label[c]]
         elif spec.categorical == "none":
             categorical = []
         else:
-            categorical = list(dict.fromkeys(_resolve(ref, columns) for ref in spec.categorical))
+            categorical = list(dict.fromkeys(resolve_categorical(ref, columns) for ref in spec.categorical))
         cat_set = set(categorical)
         numeric = [c for c in columns if c not in cat_set]
         non_numeric = [c for c in numeric if is_label[c]]
@@ -177,7 +151,7 @@ class Preprocessor:
             )
         # all-numeric tables are scaled from one float matrix, also used to look for NaN
         try:
-            values = None if categorical else _columns(X, numeric).to_numpy(dtype=np.float64)
+            values = None if categorical else select_columns(X, numeric).to_numpy(dtype=np.float64)
         except ValueError as exc:
             raise DataError(f"could not fit the feature preprocessing: {exc}") from None
         if spec.impute == "none" and (values is None or np.isnan(values).any()):
@@ -234,8 +208,6 @@ class Preprocessor:
         return X
 
     def _check_no_nans(self, X: pd.DataFrame, where: str) -> None:
-        from dlrun.data.sources import missing_listing
-
         listing = missing_listing(X)
         if listing:
             raise DataError(
@@ -294,7 +266,7 @@ class Preprocessor:
                 f"task '{self.task}' needs one target column, got {y.shape[1]} ({', '.join(self.target_names_)})"
             )
         source = y.iloc[:, 0] if classes is None else pd.Series(np.asarray(classes).reshape(-1))
-        self.classes_ = _sorted_unique(source.dropna())
+        self.classes_ = sorted_unique(source.dropna())
         n = len(self.classes_)
         if self.task == "binary" and n != 2:
             raise DataError(
@@ -354,7 +326,7 @@ class Preprocessor:
                 f"feature column(s) {', '.join(missing)} are missing{suggest(missing[0], list(frame.columns))}; "
                 f"the model was trained on: {', '.join(self.feature_names_in_)}"
             )
-        frame = _columns(frame, self.feature_names_in_)
+        frame = select_columns(frame, self.feature_names_in_)
         if self.features_ is None and self.numeric_pipeline_ is not None:
             values = frame.to_numpy(dtype=np.float64)
             if self.spec.impute == "none" and np.isnan(values).any():
@@ -461,34 +433,6 @@ class Preprocessor:
         )
 
 
-def _resolve(ref: int | str, columns: list[str]) -> str:
-    """A ``preprocessing.categorical`` entry (name or index) → column name."""
-    if isinstance(ref, int) and not isinstance(ref, bool):
-        if not -len(columns) <= ref < len(columns):
-            raise DataError(
-                f"preprocessing.categorical index {ref} is out of range: there are {len(columns)} feature columns "
-                f"(indices count features only, after the target and data.drop are removed)"
-            )
-        return columns[ref]
-    if ref in columns:
-        return str(ref)
-    raise DataError(
-        f"preprocessing.categorical column '{ref}' is not a feature column{suggest(str(ref), columns)}; "
-        f"feature columns: {', '.join(columns[:30])}"
-    )
-
-
-def _sorted_unique(values: pd.Series) -> np.ndarray:
-    """Distinct labels, sorted, with their original types (ints stay ints, strings stay strings)."""
-    uniq = pd.unique(values.to_numpy())
-    try:
-        ordered = sorted(uniq.tolist())
-    except TypeError:  # mixed types: order by text so the order is still deterministic
-        ordered = sorted(uniq.tolist(), key=str)
-    arr = np.asarray(ordered)
-    return arr if arr.dtype.kind in "biufU" else np.asarray(ordered, dtype=object)
-
-
 # ----------------------------------------------------------------------------- saving without pickle
 # Every type a fitted Preprocessor's scikit-learn objects contain that skops does not trust by
 # itself. A file asking for any other type is refused: loading it could run code.
@@ -496,24 +440,9 @@ TRUSTED_SKOPS_TYPES: tuple[str, ...] = ("numpy.dtype",)
 _ESTIMATORS = ("features_", "numeric_pipeline_", "image_scaler_", "target_scaler_")
 
 
-def _labels_to_plain(classes: np.ndarray | None) -> dict[str, Any] | None:
-    if classes is None:
-        return None
-    values = [v.item() if isinstance(v, np.generic) else v for v in classes.tolist()]
-    return {"dtype": "object" if classes.dtype == object else classes.dtype.str, "values": values}
-
-
-def _labels_from_plain(d: dict[str, Any] | None) -> np.ndarray | None:
-    if d is None:
-        return None
-    return np.asarray(d["values"], dtype=object if d["dtype"] == "object" else np.dtype(d["dtype"]))
-
-
 def preprocessor_to_json(pre: Preprocessor) -> dict[str, Any]:
     """A fitted :class:`Preprocessor` as JSON data: plain fields, and its scikit-learn objects as
     base64 ``skops.io`` bytes (no pickle anywhere)."""
-    import base64
-
     import skops.io as sio
 
     if not pre.is_fitted:
@@ -523,7 +452,7 @@ def preprocessor_to_json(pre: Preprocessor) -> dict[str, Any]:
         "format": "dlrun-preprocessor/1",
         "spec": pre.spec.model_dump(mode="json"),
         "task": pre.task,
-        "classes": _labels_to_plain(pre.classes_),
+        "classes": labels_to_plain(pre.classes_),
         "feature_names_in": list(pre.feature_names_in_),
         "numeric_columns": list(pre.numeric_columns_),
         "categorical_columns": list(pre.categorical_columns_),
@@ -541,12 +470,7 @@ def preprocessor_from_json(d: dict[str, Any], source: Any = "preprocessor") -> P
     Raises:
         CorruptFileError: The data is malformed or asks for an untrusted type (``source`` is named).
     """
-    import base64
-    import binascii
-
     import skops.io as sio
-
-    from dlrun.errors import CorruptFileError
 
     try:
         blob = base64.b64decode(str(d["estimators_skops"]).encode("ascii"), validate=True)
@@ -560,7 +484,7 @@ def preprocessor_from_json(d: dict[str, Any], source: Any = "preprocessor") -> P
         pre = Preprocessor(PreprocessingSpec.model_validate(d["spec"]), str(d["task"]))
         for k in _ESTIMATORS:
             setattr(pre, k, estimators.get(k))
-        pre.classes_ = _labels_from_plain(d.get("classes"))
+        pre.classes_ = labels_from_plain(d.get("classes"))
         pre.feature_names_in_ = [str(c) for c in d["feature_names_in"]]
         pre.numeric_columns_ = [str(c) for c in d["numeric_columns"]]
         pre.categorical_columns_ = [str(c) for c in d["categorical_columns"]]

@@ -13,9 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from dlrun.cli.app import app
-from dlrun.data import sources as datasets
+from dlrun.data import loaders as datasets
+from dlrun.data.registry import sha256_of
 from dlrun.errors import DataError, SpecError
-from dlrun.spec.schema import DataSpec, validate
+from dlrun.spec.models import DataSpec
+from dlrun.spec.validation import validate
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mnist_mlp.yaml"
 
@@ -40,7 +42,7 @@ def _fake_mnist(folder: Path, n_train: int = 60, n_test: int = 20, **drop: bool)
 def fake_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = _fake_mnist(tmp_path)
     monkeypatch.setenv("DLRUN_DATA_DIR", str(tmp_path))
-    monkeypatch.setitem(datasets.KERAS_FILES, "mnist", ("mnist.npz", datasets.sha256_of(path)))
+    monkeypatch.setitem(datasets.KERAS_FILES, "mnist", ("mnist.npz", sha256_of(path)))
     return path
 
 
@@ -70,7 +72,7 @@ def test_a_file_that_is_not_keras_own_is_refused(tmp_path: Path, monkeypatch: py
 def test_a_file_without_the_four_arrays_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _fake_mnist(tmp_path, y_test=True)
     monkeypatch.setenv("DLRUN_DATA_DIR", str(tmp_path))
-    monkeypatch.setitem(datasets.KERAS_FILES, "mnist", ("mnist.npz", datasets.sha256_of(path)))
+    monkeypatch.setitem(datasets.KERAS_FILES, "mnist", ("mnist.npz", sha256_of(path)))
     with pytest.raises(DataError, match="x_train, y_train, x_test, y_test"):
         datasets.load_dataset(DataSpec(source="keras:mnist", task="multiclass"))
 

@@ -11,7 +11,7 @@ import pytest
 
 from dlrun.data.preprocessing import Preprocessor
 from dlrun.errors import DataError
-from dlrun.spec.schema import ImageSpec, PreprocessingSpec, TargetSpec
+from dlrun.spec.models import ImageSpec, PreprocessingSpec, TargetSpec
 
 SENTINEL = 1e9
 

@@ -1,8 +1,8 @@
-"""Tests of dlrun.data.sources: named sets, checksums, cache, CSV options, columns, loaders, task inference."""
+"""Tests of dlrun.data.loaders: CSV options, columns, scikit-learn sets, generators and Keras images."""
 
 from __future__ import annotations
 
-import shutil
+import os
 import subprocess
 import sys
 import types
@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrun.data import sources as datasets
-from dlrun.data.sources import NAMED, Dataset, check_task, dataset_status, infer_task, load_dataset, resolve_named
+from dlrun.data import registry
+from dlrun.data.loaders import load_dataset
 from dlrun.errors import DataError
-from dlrun.spec.schema import CsvOptions, DataSpec
+from dlrun.spec.models import CsvOptions, DataSpec
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+# the offline copies: DLRUN_DATA_DIR where the suite is run with it, else the shared folder beside the clone
+SHARED_DATA = Path(os.environ.get("DLRUN_DATA_DIR") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
 needs_shared = pytest.mark.skipif(
     not (SHARED_DATA / "sonar.csv").is_file(),
     reason=f"offline dataset copies not found in {SHARED_DATA} (set up /work/shared/data to run these)",
@@ -35,7 +36,7 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_network(url: str, dest: Path) -> None:
         raise urllib.error.URLError("network disabled in tests")
 
-    monkeypatch.setattr(datasets, "_download", no_network)
+    monkeypatch.setattr(registry, "_download", no_network)
 
 
 @pytest.fixture
@@ -44,132 +45,6 @@ def shared_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
         pytest.skip(f"offline dataset copies not found in {SHARED_DATA}")
     monkeypatch.setenv("DLRUN_DATA_DIR", str(SHARED_DATA))
     return SHARED_DATA
-
-
-# ----------------------------------------------------------------------------- registry and files
-def test_registry_is_consistent() -> None:
-    for name, entry in NAMED.items():
-        assert entry.name == name
-        assert entry.url == datasets.BASE_URL + entry.filename
-        assert len(entry.sha256) == 64
-        assert entry.columns[-1] == entry.target
-        assert len(entry.columns) == entry.n_features + 1
-        assert len(set(entry.columns)) == len(entry.columns)
-
-
-@needs_shared
-def test_named_from_data_dir(shared_dir: Path) -> None:
-    assert resolve_named("sonar") == shared_dir / "sonar.csv"
-    ds = load_dataset(DataSpec(source="sonar"))
-    assert isinstance(ds.X, pd.DataFrame)
-    assert ds.X.shape == (208, 60)
-    assert ds.y.shape == (208, 1)
-    assert set(ds.y["class"]) == {"M", "R"}
-    assert ds.task == "binary" and not ds.task_inferred
-    assert ds.raw_columns == NAMED["sonar"].columns
-    assert ds.feature_names == NAMED["sonar"].columns[:-1]
-
-
-@needs_shared
-@pytest.mark.parametrize("name", list(NAMED))
-def test_every_named_set_loads(shared_dir: Path, name: str) -> None:
-    entry = NAMED[name]
-    ds = load_dataset(DataSpec(source=name))
-    assert ds.X.shape == (entry.rows, entry.n_features)
-    assert ds.task == entry.task
-    assert isinstance(ds.X, pd.DataFrame)
-    assert not ds.X.isna().to_numpy().any()
-
-
-@needs_shared
-def test_mammography_keeps_quoted_labels(shared_dir: Path) -> None:
-    ds = load_dataset(DataSpec(source="mammography"))
-    assert set(ds.y["class"]) == {"'-1'", "'1'"}
-
-
-@needs_shared
-def test_named_task_override_and_other_target(shared_dir: Path) -> None:
-    ds = load_dataset(DataSpec(source="wine-quality-red", task="multiclass"))
-    assert ds.task == "multiclass"
-    # a different target than the registry's: the registry task no longer applies
-    ds = load_dataset(DataSpec(source="wine-quality-red", target="alcohol"))
-    assert ds.task == "regression" and ds.task_inferred
-    assert "quality" in ds.feature_names
-
-
-def test_checksum_mismatch_in_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bad = tmp_path / "data"
-    bad.mkdir()
-    (bad / "sonar.csv").write_text("0.1,0.2,M\n")
-    monkeypatch.setenv("DLRUN_DATA_DIR", str(bad))
-    with pytest.raises(DataError) as err:
-        resolve_named("sonar")
-    msg = str(err.value)
-    assert "sonar.csv" in msg and NAMED["sonar"].sha256 in msg
-    assert datasets.sha256_of(bad / "sonar.csv") in msg
-
-
-def test_checksum_mismatch_in_cache(tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "iris.csv").write_text("corrupt")
-    with pytest.raises(DataError, match="checksum mismatch"):
-        resolve_named("iris")
-
-
-def test_offline_not_found_names_url_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DLRUN_DATA_DIR", str(tmp_path / "empty"))
-    with pytest.raises(DataError) as err:
-        resolve_named("pima")
-    msg = str(err.value)
-    assert NAMED["pima"].url in msg
-    assert "pima-indians-diabetes.csv" in msg
-    assert "DLRUN_DATA_DIR" in msg
-    assert not list((tmp_path / "cache").glob("*.part")), "a failed download must leave no temp file"
-
-
-@needs_shared
-def test_download_goes_to_cache_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-
-    def fake_download(url: str, dest: Path) -> None:
-        calls.append(url)
-        shutil.copyfile(SHARED_DATA / Path(url).name, dest)
-
-    cache = tmp_path / "elsewhere"
-    monkeypatch.setenv("DLRUN_CACHE_DIR", str(cache))
-    monkeypatch.setattr(datasets, "_download", fake_download)
-    assert resolve_named("iris") == cache / "iris.csv"
-    assert calls == [NAMED["iris"].url]
-    assert [p.name for p in cache.iterdir()] == ["iris.csv"]
-    # second time: served from the cache, no download
-    assert resolve_named("iris") == cache / "iris.csv"
-    assert len(calls) == 1
-    status = {row["name"]: row for row in dataset_status()}
-    assert status["iris"]["location"] == "cache"
-    assert status["sonar"]["location"] == "not downloaded"
-
-
-def test_corrupt_download_is_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def bad_download(url: str, dest: Path) -> None:
-        dest.write_text("<html>rate limited</html>")
-
-    monkeypatch.setattr(datasets, "_download", bad_download)
-    with pytest.raises(DataError, match="checksum mismatch"):
-        resolve_named("iris")
-    assert not any((tmp_path / "cache").iterdir())
-
-
-def test_dataset_status_does_not_download(shared_dir: Path) -> None:
-    rows = dataset_status()
-    assert [r["name"] for r in rows] == list(NAMED)
-    assert {r["location"] for r in rows} == {"DLRUN_DATA_DIR"}
-    assert {"name", "task", "rows", "features", "location"} <= set(rows[0])
-
-
-def test_unknown_named_dataset_suggests() -> None:
-    with pytest.raises(DataError, match="did you mean 'sonar'"):
-        resolve_named("sonra")
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -331,77 +206,12 @@ def test_loading_tabular_data_does_not_import_tensorflow() -> None:
     # a fresh interpreter: other tests in this process may have imported TensorFlow already
     code = (
         "import sys\n"
-        "from dlrun.data.sources import load_dataset\n"
-        "from dlrun.spec.schema import DataSpec\n"
+        "from dlrun.data.loaders import load_dataset\n"
+        "from dlrun.spec.models import DataSpec\n"
         "load_dataset(DataSpec(source='sklearn:iris'))\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
-
-
-# ----------------------------------------------------------------------------- task inference
-@pytest.mark.parametrize(
-    ("values", "task"),
-    [
-        ([0, 1, 0, 1], "binary"),
-        (["M", "R", "R"], "binary"),
-        (["'-1'", "'1'"], "binary"),
-        ([True, False, True], "binary"),
-        ([1.0, 2.0, 1.0], "binary"),
-        (["a", "b", "c"], "multiclass"),
-        ([3, 4, 5, 6, 7, 8], "multiclass"),
-        ([1.0, 2.0, 3.0], "multiclass"),
-        (list(range(21)), "regression"),
-        ([0.5, 1.0, 1.5], "regression"),
-        ([0.1, 0.2], "regression"),
-        ([f"c{i}" for i in range(30)], "multiclass"),
-    ],
-)
-def test_infer_task(values: list[object], task: str) -> None:
-    assert infer_task(pd.DataFrame({"t": values})) == task
-
-
-def test_infer_task_multi_column_is_regression() -> None:
-    assert infer_task(pd.DataFrame({"a": [0, 1], "b": [1, 0]})) == "regression"
-
-
-def test_infer_task_single_value() -> None:
-    with pytest.raises(DataError, match="1 distinct value"):
-        infer_task(pd.DataFrame({"t": [1, 1, 1]}))
-
-
-@pytest.mark.parametrize(
-    ("values", "task", "match"),
-    [
-        (["a", "b", "c"], "binary", "too many classes"),
-        ([1, 1, 1], "binary", "too few classes"),
-        (["a", "b"], "regression", "numeric"),
-        ([0.5, 1.5, 2.5], "multiclass", "non-integer"),
-    ],
-)
-def test_check_task_rejects(values: list[object], task: str, match: str) -> None:
-    with pytest.raises(DataError, match=match):
-        check_task(pd.DataFrame({"t": values}), task)  # type: ignore[arg-type]
-
-
-def test_user_task_binary_with_three_classes(tmp_path: Path) -> None:
-    path = tmp_path / "three.csv"
-    path.write_text("x,y\n1,a\n2,b\n3,c\n")
-    with pytest.raises(DataError, match="too many classes"):
-        load_dataset(DataSpec(source=str(path), task="binary"))
-
-
-def test_dataset_n_rows() -> None:
-    ds = Dataset(
-        X=np.zeros((3, 2, 2)),
-        y=pd.DataFrame({"label": [0, 1, 0]}),
-        feature_names=[],
-        target_names=["label"],
-        task="binary",
-        task_inferred=True,
-        description="",
-    )
-    assert ds.n_rows == 3 and ds.raw_columns is None
 
 
 # ----------------------------------------------------------------------------- keras images (faked: no network, no TF)
