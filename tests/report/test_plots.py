@@ -227,15 +227,11 @@ def test_sweep_curves_prefer_held_out_and_ignore_a_first_epoch_spike() -> None:
     assert "from epoch 2 on" in _footnote(ax)
 
 
-def test_overlay_learning_curves_wraps_sweep_curves() -> None:
-    ax = _ax()
-    plots.overlay_learning_curves(ax, {"a": _history(held_out=False)}, "loss")
-    assert ax.get_ylabel() == "val_loss"
-    ax2 = _ax()
-    plots.overlay_learning_curves(ax2, {"a": _history()}, "loss", which="train")
-    assert ax2.get_ylabel() == "loss"
+def test_sweep_curves_need_at_least_one_point() -> None:
     with pytest.raises(InputError, match="at least one label"):
         plots.sweep_curves(_ax(), {}, "loss")
+    with pytest.raises(InputError, match="which must be"):
+        plots.sweep_curves(_ax(), {"a": _history()}, "loss", which="best")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("prefix", ["ci", "naive", "precision"])
