@@ -71,6 +71,7 @@ def interval_text(lo: Any, hi: Any) -> str:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON in ``path``; InputError naming the file when it cannot be read."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -78,6 +79,7 @@ def read_json(path: Path) -> Any:
 
 
 def read_text(path: Path) -> str:
+    """The text of ``path``, or "" when it is absent or unreadable (optional parts of a page)."""
     try:
         return path.read_text(encoding="utf-8") if path.is_file() else ""
     except OSError:
@@ -97,6 +99,7 @@ def figure_data_uri(fig: Any) -> str:
 
 
 def plot_order(name: str) -> tuple[int, str]:
+    """Sort key of a plot file's stem: its family's place in :data:`_FIGURES`, then its name."""
     for i, (prefix, _) in enumerate(_FIGURES):
         if name.startswith(prefix):
             return i, name
@@ -104,6 +107,7 @@ def plot_order(name: str) -> tuple[int, str]:
 
 
 def caption(name: str) -> str:
+    """The caption of a plot file's stem, by its family; "" for an unknown one."""
     for prefix, caption in _FIGURES:
         if name.startswith(prefix):
             return caption
@@ -131,6 +135,7 @@ def table_data(df: pd.DataFrame | None, max_rows: int = 500) -> dict[str, Any] |
 
 
 def read_csv(path: Path) -> pd.DataFrame | None:
+    """The table in ``path``, or None when it is absent or unreadable."""
     if not path.is_file():
         return None
     try:
@@ -140,6 +145,7 @@ def read_csv(path: Path) -> pd.DataFrame | None:
 
 
 def env_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
+    """``env.json`` as ``(key, text)`` rows; the command line joined, nested values as JSON."""
     rows = []
     for k, v in env.items():
         if k == "command" and isinstance(v, list):
