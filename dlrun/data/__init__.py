@@ -1,1 +1,1 @@
-"""Data: sources (named sets, CSV, scikit-learn, generators) and preprocessing."""
+"""Data: the named-set registry, loaders, task inference and preprocessing (fitted on training rows only)."""

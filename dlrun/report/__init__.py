@@ -1,1 +1,1 @@
-"""Figures and the HTML report."""
+"""Figures (plots/, by family) and the self-contained HTML report (context, parts, html)."""
