@@ -13,7 +13,8 @@ import pytest
 from conftest import run_main, tiny_spec, write_spec
 
 from dlrun.errors import DataError, InputError, SpecError
-from dlrun.spec.schema import read_yaml, validate
+from dlrun.spec.validation import validate
+from dlrun.spec.yaml_io import read_yaml
 
 
 def _with(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -89,7 +90,7 @@ def test_validation_with_argument_checks_never_imports_keras(tmp_path: Path) -> 
     import subprocess
 
     code = (
-        "import sys; from dlrun.spec.schema import validate; from conftest import tiny_spec\n"
+        "import sys; from dlrun.spec.validation import validate; from conftest import tiny_spec\n"
         "raw = tiny_spec(); raw['compile'] = {'optimizer': {'SGD': {'learning_rate': 0.1}}}\n"
         "validate(raw)\n"
         "assert not {'keras', 'tensorflow', 'jax'} & set(sys.modules)"
@@ -192,7 +193,7 @@ def test_max_rows_that_drops_a_class() -> None:
 
 
 def test_a_relative_csv_path_is_read_from_the_configs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dlrun.spec.schema import load_spec
+    from dlrun.spec.validation import load_spec
 
     folder = tmp_path / "project"
     folder.mkdir()
@@ -205,7 +206,7 @@ def test_a_relative_csv_path_is_read_from_the_configs_folder(tmp_path: Path, mon
 
 def test_an_exploding_but_finite_loss_is_a_warning_naming_the_learning_rate() -> None:
     from dlrun.runs.summarize import divergence_warning
-    from dlrun.spec.schema import validate as v
+    from dlrun.spec.validation import validate as v
 
     spec = v(_with(BASE, "compile.optimizer", {"SGD": {"learning_rate": 1000000.0}}))
     history = pd.DataFrame({"repeat": 0, "fold": 0, "epoch": [1, 2, 3], "loss": [0.7, 3e9, 2.4e18]})
