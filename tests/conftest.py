@@ -28,8 +28,9 @@ if _OWN_XLA_CACHE:
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
-# /work/shared/data next to the repository: byte-exact offline copies of the named datasets.
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Byte-exact offline copies of the named datasets: DLRUN_DATA_DIR where the suite is run with it,
+# else shared/data next to the repository.
+SHARED_DATA = Path(os.environ.get("DLRUN_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 HAVE_SHARED_DATA = (SHARED_DATA / "sonar.csv").is_file()
 
 needs_shared_data = pytest.mark.skipif(
@@ -44,6 +45,31 @@ def _dlrun_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
     monkeypatch.setenv("DLRUN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "dlrun-cache"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture
+def isolated_data_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No data directory, a fresh download cache, and no network: what a new user's machine has offline."""
+    import urllib.error
+
+    from dlrun.data import registry
+
+    monkeypatch.delenv("DLRUN_DATA_DIR", raising=False)
+    monkeypatch.setenv("DLRUN_CACHE_DIR", str(tmp_path / "cache"))
+
+    def no_network(url: str, dest: Path) -> None:
+        raise urllib.error.URLError("network disabled in tests")
+
+    monkeypatch.setattr(registry, "_download", no_network)
+
+
+@pytest.fixture
+def shared_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The offline copies as DLRUN_DATA_DIR (the test is skipped where they are missing)."""
+    if not HAVE_SHARED_DATA:
+        pytest.skip(f"offline dataset copies not found in {SHARED_DATA}")
+    monkeypatch.setenv("DLRUN_DATA_DIR", str(SHARED_DATA))
+    return SHARED_DATA
 
 
 # ----------------------------------------------------------------------------- tiny specs

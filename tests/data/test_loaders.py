@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import types
-import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -14,37 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrun.data import registry
 from dlrun.data.loaders import load_dataset
 from dlrun.errors import DataError
 from dlrun.spec.models import CsvOptions, DataSpec
 
-# the offline copies: DLRUN_DATA_DIR where the suite is run with it, else the shared folder beside the clone
-SHARED_DATA = Path(os.environ.get("DLRUN_DATA_DIR") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
-needs_shared = pytest.mark.skipif(
-    not (SHARED_DATA / "sonar.csv").is_file(),
-    reason=f"offline dataset copies not found in {SHARED_DATA} (set up /work/shared/data to run these)",
-)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never touch the real cache, and never reach the network."""
-    monkeypatch.delenv("DLRUN_DATA_DIR", raising=False)
-    monkeypatch.setenv("DLRUN_CACHE_DIR", str(tmp_path / "cache"))
-
-    def no_network(url: str, dest: Path) -> None:
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(registry, "_download", no_network)
-
-
-@pytest.fixture
-def shared_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
-    if not (SHARED_DATA / "sonar.csv").is_file():
-        pytest.skip(f"offline dataset copies not found in {SHARED_DATA}")
-    monkeypatch.setenv("DLRUN_DATA_DIR", str(SHARED_DATA))
-    return SHARED_DATA
+pytestmark = pytest.mark.usefixtures("isolated_data_dirs")
 
 
 # ----------------------------------------------------------------------------- CSV

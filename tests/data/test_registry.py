@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import urllib.error
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import SHARED_DATA, needs_shared_data
 
 from dlrun.data import registry
 from dlrun.data.loaders import load_dataset
@@ -16,32 +15,7 @@ from dlrun.data.registry import NAMED, dataset_status, resolve_named, sha256_of
 from dlrun.errors import DataError
 from dlrun.spec.models import DataSpec
 
-# the offline copies: DLRUN_DATA_DIR where the suite is run with it, else the shared folder beside the clone
-SHARED_DATA = Path(os.environ.get("DLRUN_DATA_DIR") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
-needs_shared = pytest.mark.skipif(
-    not (SHARED_DATA / "sonar.csv").is_file(),
-    reason=f"offline dataset copies not found in {SHARED_DATA} (set up /work/shared/data to run these)",
-)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never touch the real cache, and never reach the network."""
-    monkeypatch.delenv("DLRUN_DATA_DIR", raising=False)
-    monkeypatch.setenv("DLRUN_CACHE_DIR", str(tmp_path / "cache"))
-
-    def no_network(url: str, dest: Path) -> None:
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(registry, "_download", no_network)
-
-
-@pytest.fixture
-def shared_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
-    if not (SHARED_DATA / "sonar.csv").is_file():
-        pytest.skip(f"offline dataset copies not found in {SHARED_DATA}")
-    monkeypatch.setenv("DLRUN_DATA_DIR", str(SHARED_DATA))
-    return SHARED_DATA
+pytestmark = pytest.mark.usefixtures("isolated_data_dirs")
 
 
 # ----------------------------------------------------------------------------- registry and files
@@ -55,7 +29,7 @@ def test_registry_is_consistent() -> None:
         assert len(set(entry.columns)) == len(entry.columns)
 
 
-@needs_shared
+@needs_shared_data
 def test_named_from_data_dir(shared_dir: Path) -> None:
     assert resolve_named("sonar") == shared_dir / "sonar.csv"
     ds = load_dataset(DataSpec(source="sonar"))
@@ -68,7 +42,7 @@ def test_named_from_data_dir(shared_dir: Path) -> None:
     assert ds.feature_names == NAMED["sonar"].columns[:-1]
 
 
-@needs_shared
+@needs_shared_data
 @pytest.mark.parametrize("name", list(NAMED))
 def test_every_named_set_loads(shared_dir: Path, name: str) -> None:
     entry = NAMED[name]
@@ -79,13 +53,13 @@ def test_every_named_set_loads(shared_dir: Path, name: str) -> None:
     assert not ds.X.isna().to_numpy().any()
 
 
-@needs_shared
+@needs_shared_data
 def test_mammography_keeps_quoted_labels(shared_dir: Path) -> None:
     ds = load_dataset(DataSpec(source="mammography"))
     assert set(ds.y["class"]) == {"'-1'", "'1'"}
 
 
-@needs_shared
+@needs_shared_data
 def test_named_task_override_and_other_target(shared_dir: Path) -> None:
     ds = load_dataset(DataSpec(source="wine-quality-red", task="multiclass"))
     assert ds.task == "multiclass"
@@ -126,7 +100,7 @@ def test_offline_not_found_names_url_file_and_env(tmp_path: Path, monkeypatch: p
     assert not list((tmp_path / "cache").glob("*.part")), "a failed download must leave no temp file"
 
 
-@needs_shared
+@needs_shared_data
 def test_download_goes_to_cache_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
 
