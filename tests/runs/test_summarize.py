@@ -125,3 +125,17 @@ def test_summary_markdown_lists_the_warnings() -> None:
         "warnings": ["something to see"],
     }
     assert "## Warnings\n\n- something to see" in summary_markdown(summary)
+
+
+@pytest.mark.parametrize(("class_weight", "flagged"), [(None, True), ("balanced", False)])
+def test_the_no_skill_loss_follows_the_class_weights(class_weight: str | None, flagged: bool) -> None:
+    from dlrun.protocol.jobs import prepare
+    from dlrun.spec.schema import validate
+
+    raw = tiny_spec("binary", training={"class_weight": class_weight})
+    raw["data"]["params"]["weights"] = [0.9, 0.1]
+    prep = prepare(validate(raw))
+    # 0.4 is above the entropy of the 9:1 priors (about 0.33) but well below ln 2, the no-skill loss
+    # of the balanced weighting Keras trains with
+    history = pd.DataFrame({"repeat": 0, "fold": 0, "epoch": [1], "loss": [0.4]})
+    assert (learning_check(prep, history) is not None) is flagged
