@@ -264,6 +264,11 @@ def _f(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4g}"
 
 
+def _span(values: list[float]) -> str:
+    lo, hi = _f(min(values)), _f(max(values))
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
 def learning_warning(block: dict[str, Any]) -> str:
     """One line: how many models, which folds, their scores against the no-skill baseline, the likely cause."""
     models = block["models"]
@@ -274,10 +279,10 @@ def learning_warning(block: dict[str, Any]) -> str:
     losses = [m for m in models if m["final_loss"] is not None and m["no_skill_loss"] is not None]
     parts = []
     if losses:
-        lo = min(m["final_loss"] for m in losses)
-        hi = max(m["final_loss"] for m in losses)
-        span = _f(lo) if _f(lo) == _f(hi) else f"{_f(lo)}–{_f(hi)}"
-        parts.append(f"final training loss {span} vs {_f(losses[0]['no_skill_loss'])} for the no-skill predictor")
+        final = _span([m["final_loss"] for m in losses])
+        parts.append(
+            f"final training loss {final} vs {_span([m['no_skill_loss'] for m in losses])} for the no-skill predictor"
+        )
     constant = sum(m["constant_predictions"] for m in models)
     if constant:
         parts.append("the same prediction for every held-out row" + ("" if one else f" in {constant}"))
