@@ -9,6 +9,7 @@ check of the run folder and of the input CSV happens before Keras is imported.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -69,39 +70,124 @@ def load_model(run_dir: Path) -> Any:
     return keras.models.load_model(Path(run_dir) / report.MODEL, compile=False, safe_mode=True)
 
 
-def load_run_model(run_dir: Path) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """``(keras model, preprocessing bundle, resolved spec)`` of a finished train run."""
-    bundle, spec = load_bundle(run_dir)
-    return load_model(run_dir), bundle, spec
+# Files that are plainly not a table of rows (a spec given in place of the rows, say), by suffix.
+_NOT_TABLES = {
+    ".yaml": "a YAML file",
+    ".yml": "a YAML file",
+    ".json": "a JSON file",
+    ".jsonl": "a JSON Lines file",
+    ".toml": "a TOML file",
+    ".parquet": "a Parquet file",
+    ".xlsx": "an Excel workbook",
+    ".xls": "an Excel workbook",
+    ".pkl": "a pickle",
+    ".pickle": "a pickle",
+    ".npy": "a NumPy array",
+    ".npz": "a NumPy archive",
+    ".keras": "a Keras model",
+    ".h5": "an HDF5 file",
+}
+
+
+def _names(columns: list[str], limit: int = 12) -> str:
+    shown = ", ".join(columns[:limit])
+    return shown + (f", … ({len(columns) - limit} more)" if len(columns) > limit else "")
+
+
+def _not_rows(path: Path, what: str, features: list[str]) -> DataError:
+    return DataError(
+        f"{path} is not a CSV of rows ({what}); give a CSV whose columns are the {len(features)} features "
+        f"{_names(features)} (a header row naming them is optional), as in the training file"
+    )
+
+
+def _looks_like_yaml_or_json(path: Path) -> str | None:
+    """``'a YAML file'``/``'a JSON file'`` when the text reads as one, else None."""
+    try:
+        text = Path(path).read_text(errors="replace")[:20_000]
+    except OSError:
+        return None
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        return None
+    if lines[0].lstrip()[:1] in ("{", "["):
+        return "a JSON file"
+    keyed = sum(1 for ln in lines if re.match(r"^\s*(- )?[\w.\-\[\]]+:(\s|$)", ln))
+    return "a YAML file" if keyed >= max(1, len(lines) // 2) else None
+
+
+def _binary(path: Path) -> str | None:
+    """``'a binary file'`` when the file's start holds a NUL byte (no text table does), else None."""
+    with open(path, "rb") as fh:
+        return "a binary file" if b"\0" in fh.read(8192) else None
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def read_rows(path: Path, meta: dict[str, Any], csv_opts: dict[str, Any]) -> pd.DataFrame:
-    """Read rows in the training file's layout (target ignored) or as features only."""
-    if not Path(path).is_file():
+    """Read rows in the training file's layout (target ignored) or as features only.
+
+    Raises:
+        InputError: The file does not exist.
+        DataError: Not a CSV of rows (a YAML/JSON/binary file: the message lists the columns
+            expected), a header row that lacks feature columns (named, with the unexpected
+            ones), a column count that fits no layout, or a non-numeric value in a numeric column.
+    """
+    path = Path(path)
+    if not path.is_file():
         raise InputError(f"input CSV not found: {path}")
     features: list[str] = meta["feature_names"]
     raw: list[str] | None = meta.get("raw_columns")
+    targets: list[str] = list(meta.get("target_names") or [])
+    kind = _NOT_TABLES.get(path.suffix.lower()) or _binary(path)
+    if kind:
+        raise _not_rows(path, kind, features)
     try:
         df = pd.read_csv(path, sep=csv_opts.get("sep", ","), header=None, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError:
+        raise _not_rows(path, "a binary file", features) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        kind = _looks_like_yaml_or_json(path)
+        if kind:
+            raise _not_rows(path, kind, features) from None
         raise DataError(f"could not read {path} as CSV: {' '.join(str(exc).split())[:200]}") from None
     if df.empty:
         raise DataError(f"{path} has no rows to predict")
     first = [str(v).strip() for v in df.iloc[0].tolist()]
-    if set(features) <= set(first) or (raw and set(first) >= set(raw) - set(meta["target_names"])):
+    known = set(features) | set(raw or [])
+    named = set(first) & known
+    text_only = not any(_is_number(v) for v in first if v and v != "nan")
+    if set(features) <= set(first) or (raw and set(first) >= set(raw) - set(targets)):
         df.columns = first
         df = df.iloc[1:].reset_index(drop=True)
         df = df.apply(_numeric_if_possible)
+    elif named or (text_only and len(df) > 1 and any(_is_number(str(v)) for v in df.iloc[1].tolist())):
+        missing = [c for c in features if c not in first]
+        unexpected = [c for c in first if c not in known]
+        extra = f"; unexpected column(s): {_names(unexpected)}" if unexpected else ""
+        raise DataError(
+            f"{path} has a header row but lacks feature column(s): {_names(missing)}{extra}; "
+            f"expected the columns {_names(features)}"
+        )
     elif raw and df.shape[1] == len(raw):
         df.columns = raw
     elif df.shape[1] == len(features):
         df.columns = features
     else:
+        kind = _looks_like_yaml_or_json(path)
+        if kind:
+            raise _not_rows(path, kind, features)
         expect = f"{len(raw)} columns (training layout) or " if raw else ""
-        raise DataError(f"{path} must be a CSV with {expect}{len(features)} feature columns, got {df.shape[1]} columns")
-    missing = [c for c in features if c not in df.columns]
-    if missing:
-        raise DataError(f"{path} lacks feature columns: {', '.join(missing[:8])}")
+        raise DataError(
+            f"{path} must be a CSV with {expect}{len(features)} feature columns ({_names(features)}), "
+            f"got {df.shape[1]} columns"
+        )
     out = df[features]
     numeric = set(meta.get("numeric_columns") or features)
     for c in features:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dlrun.evaluation import stats
+from dlrun.evaluation import learning, stats
 from dlrun.evaluation.summary import headline_block
 from dlrun.protocol.jobs import Prepared
+from dlrun.protocol.splits import Fold
 from dlrun.reporting import fmt_value as _fmt
 from dlrun.spec.schema import Spec
-
-if TYPE_CHECKING:
-    pass
+from dlrun.spec.shapes import default_loss
 
 
 def divergence_warning(spec: Spec, history: pd.DataFrame) -> str | None:
@@ -52,12 +51,158 @@ def divergence_warning(spec: Spec, history: pd.DataFrame) -> str | None:
     )
 
 
-def add_divergence_warning(prep: Prepared, summary: dict[str, Any], history: pd.DataFrame) -> None:
-    warning = divergence_warning(prep.spec, history)
+def _model_targets(prep: Prepared, fold: Fold) -> tuple[np.ndarray, np.ndarray | None]:
+    """The training targets as the fold's model saw them, and their weights from ``training.class_weight``.
+
+    The same encoding as :meth:`~dlrun.data.preprocessing.Preprocessor.transform_y` fitted on the
+    fold's training rows (class codes or one-hot rows; regression values after ``target.transform``).
+    """
+    spec = prep.spec
+    y = prep.data.y.iloc[fold.train]
+    if prep.classes is None:
+        from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+        values = y.to_numpy(dtype=np.float64)
+        transform = spec.preprocessing.target.transform
+        if transform == "log":
+            values = np.log1p(values)
+        elif transform in ("standard", "minmax"):
+            values = (StandardScaler() if transform == "standard" else MinMaxScaler()).fit_transform(values)
+        return values, None
+    codes = np.searchsorted(prep.classes, y.iloc[:, 0].to_numpy())
+    n = len(prep.classes)
+    targets = np.eye(n)[codes] if spec.preprocessing.target.onehot else codes.reshape(-1, 1).astype(float)
+    cw = spec.training.class_weight
+    if cw is None:
+        return targets, None
+    if cw == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        present = np.unique(codes)
+        by_code = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=codes).tolist()))
+    else:
+        names = [str(c) for c in prep.classes]
+        by_code = {
+            names.index(str(k)) if str(k) in names else int(k): float(v)
+            for k, v in cw.items()
+            if str(k) in names or isinstance(k, int)
+        }
+    return targets, np.array([by_code.get(int(c), 1.0) for c in codes])
+
+
+def _held_out_outputs(predictions: pd.DataFrame | None) -> dict[tuple[int, int], np.ndarray]:
+    """Each fold's held-out probabilities (classification) or predicted values (regression)."""
+    if predictions is None or predictions.empty:
+        return {}
+    cols = [c for c in predictions.columns if str(c).startswith("proba_")]
+    if not cols:
+        cols = [c for c in predictions.columns if str(c) == "pred" or str(c).startswith("pred_")]
+        if not all(pd.api.types.is_numeric_dtype(predictions[c]) for c in cols):
+            return {}
+    if not cols:
+        return {}
+    frame = predictions if "fold" in predictions else predictions.assign(repeat=0, fold=0)
+    return {_key(key): g[cols].to_numpy(dtype=np.float64) for key, g in frame.groupby(["repeat", "fold"])}
+
+
+def _key(key: Any) -> tuple[int, int]:
+    """``(repeat, fold)`` of a pandas group key."""
+    return int(key[0]), int(key[1])
+
+
+def learning_check(
+    prep: Prepared,
+    history: pd.DataFrame,
+    scores: pd.DataFrame | None = None,
+    predictions: pd.DataFrame | None = None,
+) -> dict[str, Any] | None:
+    """The summary's ``learning`` block when a model (fold) did not learn, else None.
+
+    Computed from what a run saves: each fold's last training ``loss`` in ``history``, the no-skill
+    loss on the fold's training rows (from the data and the compiled loss), the held-out
+    predictions and each fold's main metric and baseline in ``scores``.
+
+    Args:
+        prep: The prepared run (data, folds, spec).
+        history: Long format with ``repeat``, ``fold``, ``epoch`` and ``loss`` columns.
+        scores: One row per fold (``repeat``, ``fold``, the main metric and ``baseline_<metric>``).
+        predictions: The held-out predictions with ``repeat`` and ``fold`` columns.
+    """
+    spec = prep.spec
+    entry = spec.compile.loss_entry
+    loss_name, loss_args = entry if entry else (default_loss(prep.task, spec.preprocessing.target.onehot), {})
+    last: dict[tuple[int, int], float] = {}
+    if "loss" in history and not history.empty:
+        hist = history if "fold" in history else history.assign(repeat=0, fold=0)
+        for key, h in hist.groupby(["repeat", "fold"], sort=False):
+            ordered = h.sort_values("epoch") if "epoch" in h else h
+            last[_key(key)] = float(ordered["loss"].iloc[-1])
+    outputs = _held_out_outputs(predictions)
+    metric = prep.main_metric
+    by_key_scores: dict[tuple[int, int], dict[str, Any]] = {}
+    if scores is not None and not scores.empty:
+        by_key_scores = {
+            _key((r["repeat"], r["fold"])): {str(k): v for k, v in r.items()} for r in scores.to_dict("records")
+        }
+    folds = [f for f in prep.folds if f.key in last or f.key in outputs or f.key in by_key_scores]
+    if not folds:
+        return None
+    no_skill = []
+    for fold in folds:
+        targets, weights = _model_targets(prep, fold)
+        no_skill.append(
+            learning.no_skill_loss(
+                loss_name,
+                targets,
+                weights,
+                n_classes=len(prep.classes) if prep.classes is not None else None,
+                label_smoothing=float(loss_args.get("label_smoothing", 0.0) or 0.0),
+            )
+        )
+    found = learning.check_models(
+        [f.key for f in folds],
+        [last.get(f.key) for f in folds],
+        no_skill,
+        [outputs.get(f.key) for f in folds],
+        [by_key_scores.get(f.key, {}).get(metric) for f in folds],
+        [by_key_scores.get(f.key, {}).get(f"baseline_{metric}") for f in folds],
+    )
+    return learning.learning_block(found, len(folds), spec.compile.optimizer_entry, metric, spec.preprocessing.scaling)
+
+
+def add_divergence_warning(
+    prep: Prepared,
+    summary: dict[str, Any],
+    history: pd.DataFrame,
+    scores: pd.DataFrame | None = None,
+    predictions: pd.DataFrame | None = None,
+) -> None:
+    """Add the warnings of models that did not learn or whose loss exploded to ``summary`` and its headline.
+
+    A model that did not learn (see :func:`learning_check`) gets the summary's ``learning`` block,
+    a line in ``warnings`` and a mark in the headline; a loss that exploded later in training but
+    ended below the no-skill loss keeps the older warning.
+    """
+    block = learning_check(prep, history, scores, predictions)
+    if block is not None and summary.get("command") == "train" and block["models"][0]["score"] is None:
+        model = block["models"][0]
+        model["score"] = (summary.get("metrics") or {}).get(block["metric"])
+        model["baseline"] = ((summary.get("baseline") or {}).get("metrics") or {}).get(block["metric"])
+    if block is not None:
+        summary["learning"] = block
+        warning = learning.learning_warning(block)
+        mark: str = (
+            "the model did not learn"
+            if block["n_models"] == 1
+            else f"{block['not_learned']} of {block['n_models']} models did not learn"
+        )
+    else:
+        exploded = divergence_warning(prep.spec, history)
+        warning, mark = exploded or "", "the loss exploded"
     if warning:
         summary.setdefault("warnings", []).append(warning)
         if isinstance(summary.get("headline"), dict):
-            summary["headline"]["text"] = f"{summary['headline']['text']} (WARNING: the loss exploded; see warnings)"
+            summary["headline"]["text"] = f"{summary['headline']['text']} (WARNING: {mark}; see warnings)"
 
 
 def headline(block: dict[str, Any], metric: str) -> dict[str, Any]:
@@ -174,4 +319,19 @@ def summary_markdown(summary: dict[str, Any]) -> str:
                 f"{_fmt(summary['baseline']['metrics'].get(m))} |"
             )
         lines += ["", f"Held-out rows: {summary.get('n_test')}; baseline: {summary['baseline']['model']}."]
+    warnings = summary.get("warnings") or []
+    if warnings:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
+    block = summary.get("learning")
+    if block:
+        lines += ["", "## Models that did not learn", "", f"Rule: {block['method']}.", ""]
+        m = block["metric"]
+        lines += [f"| repeat | fold | final training loss | no-skill loss | constant predictions | {m} | baseline |"]
+        lines += ["|---|---|---|---|---|---|---|"]
+        for d in block["models"]:
+            lines.append(
+                f"| {d['repeat']} | {d['fold']} | {_fmt(d['final_loss'])} | {_fmt(d['no_skill_loss'])} | "
+                f"{'yes' if d['constant_predictions'] else 'no'} | {_fmt(d['score'])} | {_fmt(d['baseline'])} |"
+            )
+        lines += ["", f"Likely cause: {block['cause']}."]
     return "\n".join(lines) + "\n"

@@ -150,3 +150,110 @@ def test_predict_missing_input_exits_2(string_label_run: dict[str, Any], capsys:
         main(["predict", str(string_label_run["out"]), str(string_label_run["folder"] / "nope.csv")])
     assert info.value.code == 2
     assert "input CSV not found" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- messages that name the thing
+META = {
+    "feature_names": ["f0", "f1", "f2", "f3", "f4"],
+    "raw_columns": ["f0", "f1", "f2", "f3", "f4", "label"],
+    "target_names": ["label"],
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "named", "absent"),
+    [
+        pytest.param("f0,f1,f2\n1,2,3\n", ["lacks feature column(s): f3, f4"], ["unexpected"], id="two-missing"),
+        pytest.param(
+            "f0,f1,f2,f3,x9\n1,2,3,4,5\n",
+            ["lacks feature column(s): f4", "unexpected column(s): x9"],
+            [],
+            id="one-missing-one-unexpected",
+        ),
+        pytest.param(
+            "a,b,c\n1,2,3\n",
+            ["lacks feature column(s): f0, f1, f2, f3, f4", "unexpected column(s): a, b, c"],
+            [],
+            id="no-known-name",
+        ),
+        pytest.param(
+            "label,f0,f1,f2,f3\n1,2,3,4,5\n",
+            ["lacks feature column(s): f4"],
+            ["unexpected"],
+            id="target-not-unexpected",
+        ),
+    ],
+)
+def test_a_header_without_feature_columns_names_them(
+    tmp_path: Path, text: str, named: list[str], absent: list[str]
+) -> None:
+    from dlrun.errors import DataError
+    from dlrun.runs.predict import read_rows
+
+    path = tmp_path / "rows.csv"
+    path.write_text(text)
+    with pytest.raises(DataError) as info:
+        read_rows(path, META, {})
+    message = str(info.value)
+    for part in named:
+        assert part in message
+    for part in absent:
+        assert part not in message
+    assert "expected the columns f0, f1, f2, f3, f4" in message
+
+
+SPEC_TEXT = "name: x\nseed: 7\ndata:\n  source: sonar\n  target: class\nmodel:\n  layers:\n    - Dense: {units: 1}\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "kind"),
+    [
+        pytest.param("config.yaml", SPEC_TEXT, "a YAML file", id="yaml-suffix"),
+        pytest.param("spec.json", '{"name": "x", "seed": 7}', "a JSON file", id="json-suffix"),
+        pytest.param("config.txt", SPEC_TEXT, "a YAML file", id="yaml-content"),
+        pytest.param(
+            "rows.csv",
+            '{"name": "x",\n "data": {"source": "sonar", "target": "class"}}\n',
+            "a JSON file",
+            id="json-content",
+        ),
+        pytest.param("rows.dat", "key: value\nlist: [1, 2, 3]\nother: 4\n", "a YAML file", id="yaml-list-content"),
+    ],
+)
+def test_a_non_table_file_is_not_a_csv_of_rows(tmp_path: Path, name: str, text: str, kind: str) -> None:
+    from dlrun.errors import DataError
+    from dlrun.runs.predict import read_rows
+
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataError) as info:
+        read_rows(path, META, {})
+    message = str(info.value)
+    assert f"is not a CSV of rows ({kind})" in message
+    assert "f0, f1, f2, f3, f4" in message
+    assert "tokenizing" not in message
+
+
+def test_a_binary_file_is_not_a_csv_of_rows(tmp_path: Path) -> None:
+    from dlrun.errors import DataError
+    from dlrun.runs.predict import read_rows
+
+    path = tmp_path / "rows.csv"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(DataError, match=r"is not a CSV of rows \(a binary file\)"):
+        read_rows(path, META, {})
+
+
+def test_predict_given_the_spec_says_so(string_label_run: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["predict", str(string_label_run["out"]), str(string_label_run["folder"] / "spec.yaml")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "is not a CSV of rows (a YAML file)" in err and "f0, f1, f2, f3, f4" in err
+    assert "Traceback" not in err
+
+
+def test_load_run_model_is_gone() -> None:
+    import dlrun.runs.predict as predict
+
+    assert "load_run_model" not in vars(predict)
