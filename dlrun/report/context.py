@@ -134,6 +134,7 @@ def _run_context(path: Path) -> dict[str, Any]:
         "title": name,
         "subtitle": kind,
         "headline": headline,
+        "warnings": [str(w) for w in summary.get("warnings") or []],
         "summary_columns": columns,
         "summary_rows": rows,
         "methods": methods,

@@ -120,6 +120,20 @@ def test_markup_from_a_run_folder_is_escaped(runs: dict[str, Path], tmp_path: Pa
     assert json.loads(block.group(1))["headline"]["text"] == summary["headline"]["text"]
 
 
+def test_run_warnings_are_on_the_page(runs: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(runs["cv_a"], copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    summary["warnings"] = []
+    (copy / "summary.json").write_text(json.dumps(summary))
+    page = html_report.write_report([copy]).read_text(encoding="utf-8")
+    assert 'class="warning"' not in page
+    summary["warnings"] = ["3 of 3 models did not learn (repeat 0 fold 1, ...)"]
+    (copy / "summary.json").write_text(json.dumps(summary))
+    page = html_report.write_report([copy]).read_text(encoding="utf-8")
+    assert '<p class="warning">warning: 3 of 3 models did not learn (repeat 0 fold 1, ...)</p>' in page
+
+
 def test_compare_writes_a_report_with_verdicts(runs: dict[str, Path], tmp_path: Path) -> None:
     page = tmp_path / "cmp.html"
     output = _invoke(["compare", runs["cv_a"], runs["cv_b"], "--report", page])
