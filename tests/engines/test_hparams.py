@@ -36,10 +36,10 @@ def layers(stddev: float = 0.1, rate: float = 0.2, l1: float = 0.01, l2: float =
 
 # ----------------------------------------------------------------------------- the definition (no Keras)
 def test_hparam_paths_lists_the_per_model_scalars_by_set_path() -> None:
-    spec = make_spec({"Adagrad": {"learning_rate": 0.1, "epsilon": 1e-6, "initial_accumulator_value": 0.2}}, layers())
+    spec = make_spec({"Adam": {"learning_rate": 0.1, "beta_1": 0.8, "epsilon": 1e-6, "amsgrad": True}}, layers())
     assert hparam_paths(spec) == {
-        "compile.optimizer.Adagrad.learning_rate": 0.1,
-        "compile.optimizer.Adagrad.epsilon": 1e-6,
+        "compile.optimizer.Adam.learning_rate": 0.1,
+        "compile.optimizer.Adam.beta_1": 0.8,
         "model.layers[0].GaussianNoise.stddev": 0.1,
         "model.layers[1].Dense.kernel_regularizer.L1L2.l1": 0.01,
         "model.layers[1].Dense.kernel_regularizer.L1L2.l2": 0.02,
@@ -72,11 +72,19 @@ def test_a_sign_or_structure_change_takes_another_program(why: str, optimizer: A
 
 @pytest.mark.parametrize(
     ("optimizer", "key"),
-    [("Adagrad", "initial_accumulator_value"), ("Ftrl", "initial_accumulator_value"), ("Ftrl", "beta")],
+    [
+        ("Adam", "epsilon"),  # ops.add(sqrt(v), epsilon): converted by its Python value
+        ("RMSprop", "rho"),
+        ("RMSprop", "momentum"),  # ops.multiply(momentum, ...), unlike SGD's ops.cast(momentum)
+        ("SGD", "clipnorm"),  # ops.multiply(g, clipnorm) and ops.maximum(norm, clipnorm)
+        ("SGD", "clipvalue"),  # ops.clip(g, -clipvalue, clipvalue)
+        ("Adagrad", "initial_accumulator_value"),  # fills the accumulators once, when built
+        ("Ftrl", "beta"),
+    ],
 )
 def test_scalars_the_engine_cannot_vary_per_model_split_programs(optimizer: str, key: str) -> None:
-    """``initial_accumulator_value`` fills the accumulators when the optimizer is built (once per
-    program), so specs differing in it cannot share one; nor can any scalar not listed."""
+    """A scalar Keras would compute with by its Python value (or uses only when the optimizer is
+    built) cannot differ inside one program: specs differing in it train apart."""
     specs = [make_spec({optimizer: {"learning_rate": 0.1, key: v}}, layers()) for v in (0.1, 0.5)]
     assert f"compile.optimizer.{optimizer}.{key}" not in hparam_paths(specs[0])
     assert share_groups(specs) == [[0], [1]]
@@ -91,23 +99,14 @@ def test_noise_layers_keras_computes_with_math_are_not_per_model() -> None:
 
 # ----------------------------------------------------------------------------- sharing changes nothing
 FAMILIES = {
-    # one case per optimizer family, each varying every per-model scalar it has (Keras accepts
-    # only one of clipnorm, clipvalue and global_clipnorm), together with the layers' scalars
+    # every optimizer scalar that may differ per model, together with the layers' scalars
     "sgd": [
-        {"SGD": {"learning_rate": 0.05, "momentum": 0.5, "clipnorm": 0.05}},
-        {"SGD": {"learning_rate": 0.2, "momentum": 0.9, "clipnorm": 0.5}},
+        {"SGD": {"learning_rate": 0.05, "momentum": 0.5, "global_clipnorm": 0.05, "weight_decay": 0.01}},
+        {"SGD": {"learning_rate": 0.2, "momentum": 0.9, "global_clipnorm": 0.5, "weight_decay": 0.2}},
     ],
     "adam": [
-        {"Adam": {"learning_rate": 0.01, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-3, "clipvalue": 0.01}},
-        {"Adam": {"learning_rate": 0.05, "beta_1": 0.5, "beta_2": 0.9, "epsilon": 1e-1, "clipvalue": 0.1}},
-    ],
-    "rmsprop": [
-        {"RMSprop": {"learning_rate": 0.01, "rho": 0.9, "momentum": 0.5, "epsilon": 1e-3, "global_clipnorm": 0.05}},
-        {"RMSprop": {"learning_rate": 0.03, "rho": 0.5, "momentum": 0.8, "epsilon": 1e-1, "global_clipnorm": 0.5}},
-    ],
-    "adamw": [
-        {"AdamW": {"learning_rate": 0.01, "weight_decay": 0.01}},
-        {"AdamW": {"learning_rate": 0.05, "weight_decay": 0.3}},
+        {"Adam": {"learning_rate": 0.01, "beta_1": 0.9, "beta_2": 0.999, "weight_decay": 0.01}},
+        {"Adam": {"learning_rate": 0.05, "beta_1": 0.5, "beta_2": 0.9, "weight_decay": 0.3}},
     ],
 }
 
@@ -126,7 +125,8 @@ def make_jobs() -> list[FitJob]:
 def test_specs_of_one_group_trained_together_equal_each_trained_alone(family: str) -> None:
     """Every per-model scalar kind: a spec trained in one program with another spec of its group
     gives the weights, predictions and every logged score (training, ``val_``, ``test_``) it
-    gives trained alone, where its values are constants of its own program."""
+    gives trained alone, where its values are constants of its own program (equal up to float
+    rounding: XLA folds a constant where it computes with a traced value)."""
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "jax":
         pytest.skip("the stacked engine runs on JAX")
@@ -143,9 +143,9 @@ def test_specs_of_one_group_trained_together_equal_each_trained_alone(family: st
         for a, (_, b) in zip(alone, together[2 * k : 2 * k + 2]):
             assert sorted(a.history) == sorted(b.history)
             for name in a.history:
-                np.testing.assert_allclose(a.history[name], b.history[name], atol=1e-6, err_msg=name)
+                np.testing.assert_allclose(a.history[name], b.history[name], atol=1e-6, rtol=1e-5, err_msg=name)
             for wa, wb in zip(a.weights or [], b.weights or []):
-                np.testing.assert_allclose(wa, wb, atol=1e-6)
-            np.testing.assert_allclose(a.train_pred, b.train_pred, atol=1e-6)
+                np.testing.assert_allclose(wa, wb, atol=1e-6, rtol=1e-5)
+            np.testing.assert_allclose(a.train_pred, b.train_pred, atol=1e-6, rtol=1e-5)
     # the two specs really train differently: the test could fail
     assert not np.allclose(together[0][1].history["val_loss"], together[2][1].history["val_loss"])

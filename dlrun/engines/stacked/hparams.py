@@ -8,17 +8,20 @@ A scalar belongs here only when the stacked engine really trains each model with
 value inside one compiled program:
 
 - optimizer scalars that Keras only compares with 0 while it traces and otherwise computes
-  with (``learning_rate`` is an optimizer variable set per model; the others are set on the
-  optimizer as :class:`Scalar` while the step traces);
+  with through Python arithmetic or ``ops.cast`` (``learning_rate`` is an optimizer variable
+  set per model; the others are set on the optimizer as :class:`Scalar` while the step
+  traces): :data:`OPTIMIZER_SCALARS` and :data:`OPTIMIZER_OWN_SCALARS`;
 - L1/L2 factors of weight regularizers (``l1``, ``l2``: the regularizer multiplies by them);
 - the rate of dropout layers and the stddev of Gaussian noise (the JAX backend's ``dropout``
   puts ``1 - rate`` into ``jax.random.bernoulli``; ``normal(...) * stddev``), so a traced
   per-model value draws exactly what a model built with that value draws.
 
-Not here, so specs that differ in them train in separate programs: ``initial_accumulator_value``
-(Adagrad, Ftrl: it fills the accumulators when the optimizer is built, once per program),
-``GaussianDropout``/``AlphaDropout`` rates (Keras turns them into constants with ``math.sqrt``)
-and every other value.
+Not here, so specs that differ in them train in separate programs: optimizer scalars Keras
+passes to ``ops.add``/``ops.multiply``/``ops.clip`` as Python floats (``epsilon``, ``rho``,
+RMSprop's ``momentum``, ``clipnorm``, ``clipvalue``: the backend converts a float by its value,
+so the traced per-model value would be lost), ``initial_accumulator_value`` (Adagrad, Ftrl: it
+fills the accumulators when the optimizer is built, once per program), ``GaussianDropout`` and
+``AlphaDropout`` rates (Keras turns them into constants with ``math.sqrt``) and every other value.
 """
 
 from __future__ import annotations
@@ -29,18 +32,20 @@ from typing import Any
 
 from dlrun.spec.schema import Spec, resolved_dict
 
-OPTIMIZER_SCALARS = (
-    "learning_rate",
-    "momentum",
-    "beta_1",
-    "beta_2",
-    "epsilon",
-    "rho",
-    "weight_decay",
-    "clipnorm",
-    "clipvalue",
-    "global_clipnorm",
-)
+OPTIMIZER_SCALARS = ("learning_rate", "weight_decay", "global_clipnorm")
+"""Scalars every optimizer computes with through Python arithmetic or ``ops.cast`` (the learning
+rate is an optimizer variable)."""
+
+OPTIMIZER_OWN_SCALARS = {
+    "sgd": ("momentum",),
+    "adam": ("beta_1", "beta_2"),
+    "adamw": ("beta_1", "beta_2"),
+}
+"""Further scalars of one optimizer class (by lower-case name) that its update computes with the
+same way. Others go into ``ops.add`` or ``ops.multiply`` as Python floats (Adam's ``epsilon``,
+RMSprop's ``rho`` and ``momentum``, ``clipnorm``, ``clipvalue``): the backend converts such a
+float by its value, so a per-model value would be lost, and specs that differ in them train
+in separate programs."""
 REGULARIZER_SCALARS = ("l1", "l2")
 NOISE_SCALARS = {
     "Dropout": "rate",
@@ -69,8 +74,9 @@ def hparam_paths(spec: Spec) -> dict[str, float]:
     """
     out: dict[str, float] = {}
     name, args = spec.compile.optimizer_entry
+    own = OPTIMIZER_OWN_SCALARS.get(name.lower(), ())
     for key, val in args.items():
-        if key in OPTIMIZER_SCALARS and _number(val):
+        if (key in OPTIMIZER_SCALARS or key in own) and _number(val):
             out[f"compile.optimizer.{name}.{key}"] = float(val)
     for i, (lname, largs) in enumerate(spec.model.entries):
         noise = NOISE_SCALARS.get(lname)

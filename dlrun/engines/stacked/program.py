@@ -73,8 +73,8 @@ def model_epochs(
         train_logs = jnp.stack([lsum / jnp.maximum(cnt, 1.0), *step.metric_results(st["mv"])])
         blank = jnp.full((n_logs,), jnp.nan, jnp.float32)
         fresh = {**st, "mv": mv0}  # scores of a part start from fresh metric variables, as evaluate does
-        val_logs = step.test_step(fresh, (data["x_val"], data["y_val"], data["n_val"])) if parts[0] else blank
-        test_logs = step.test_step(fresh, (data["x_test"], data["y_test"], data["n_test"])) if parts[1] else blank
+        val_logs = step.test_step(fresh, (data["x_val"], data["y_val"], data["n_val"]), hp) if parts[0] else blank
+        test_logs = step.test_step(fresh, (data["x_test"], data["y_test"], data["n_test"]), hp) if parts[1] else blank
         logs = jnp.concatenate([train_logs, val_logs, test_logs])
         es = early_stopping.update(stops, n_logs, es, st, logs, epoch, active, data)
         return (fresh, es), (logs, active)

@@ -99,7 +99,7 @@ class Step:
                for v, old in zip(self.mvars, mv)]  # fmt: skip
         return loss, {"tv": list(tv), "ntv": list(ntv), "ov": list(ov), "mv": mv2}
 
-    def test_step(self, state: dict[str, Any], data: tuple[Any, ...]) -> Any:
+    def test_step(self, state: dict[str, Any], data: tuple[Any, ...], hp: dict[str, Any]) -> Any:
         """Inference-mode loss and metrics on one part, as ``evaluate`` gives them.
 
         ``data`` is ``(x, y, n)``: the part's padded rows and its real row count; ``state["mv"]``
@@ -114,11 +114,15 @@ class Step:
         x, y, n = data
         valid = jnp.arange(x.shape[0]) < n
         w = valid.astype(jnp.float32)
-        y_pred, _, losses = self.model.stateless_call(state["tv"], state["ntv"], x, training=False, return_losses=True)
-        y_pred = kc.strip_mask(y_pred)
-        loss = self.loss(y, y_pred, sample_weight=self._scaled(w, x.shape[0], n.astype(jnp.float32)))
-        if losses:
-            loss = loss + sum(losses)
+        # the regularizers' factors are this model's own, as in its training step
+        with Overrides(self.model, self.optimizer, hp):
+            y_pred, _, losses = self.model.stateless_call(
+                state["tv"], state["ntv"], x, training=False, return_losses=True
+            )
+            y_pred = kc.strip_mask(y_pred)
+            loss = self.loss(y, y_pred, sample_weight=self._scaled(w, x.shape[0], n.astype(jnp.float32)))
+            if losses:
+                loss = loss + sum(losses)
         with keras.StatelessScope(state_mapping=list(zip(self.mvars, state["mv"]))):
             self.update_metrics(y, y_pred, None, valid)
             res = self.model.get_metrics_result()
