@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from dlrun.errors import SpecError
 
 
 @dataclass
@@ -31,7 +34,7 @@ class FitJob:
         hparams: Per-model values of the spec's scalars by dotted path
             (``{"compile.optimizer.Adam.learning_rate": 0.01}``), or None: the stacked engine
             trains models that differ only in these in one program
-            (:func:`dlrun.engines.stacked.shared_groups`).
+            (:func:`dlrun.engines.stacked.hparams.share_groups`).
     """
 
     repeat: int
@@ -106,24 +109,28 @@ EpochCallback = Callable[[EpochEvent], None]
 # ----------------------------------------------------------------------------- the protocol
 @runtime_checkable
 class Engine(Protocol):
-    """What every training engine is: a name, a support check, and ``fit``.
+    """What every training engine is: a name, a support check, a chunk size and ``fit``.
 
     Engines are built with ``(spec, task, input_shape, n_outputs, **options)`` (see
     :func:`make_engine`) and import Keras or its backend only when built.
 
     Attributes:
         name: The engine's name in ``runtime.engine``, ``scores.csv`` and ``summary.json``.
-        batched: Whether the engine trains many jobs together (and so wants them all in one
-            ``fit`` call); one that trains job after job gets them one at a time, so each
-            fold is preprocessed just before it trains.
+        shares_programs: Whether specs of one ``share_groups`` group can train together in
+            one program (``fit_many``).
     """
 
     name: str
-    batched: bool
+    shares_programs: bool
 
     @staticmethod
     def supports(spec: Any, task: str) -> str | None:
         """``None`` when the engine can train ``spec`` for ``task``; else one line saying why not."""
+        ...
+
+    def models_per_chunk(self, jobs: Sequence[FitJob]) -> int:
+        """How many of ``jobs`` one ``fit`` call should get (1: one model at a time, each fold
+        prepared just before it trains)."""
         ...
 
     def fit(self, jobs: list[FitJob], on_epoch: EpochCallback | None = None) -> Iterator[FitResult]:
@@ -157,21 +164,14 @@ def engine_class(name: str) -> type[Any]:
     Raises:
         KeyError: No engine has that name.
     """
-    import importlib
-
     module, cls = _REGISTRY[name]
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 
 
 def unsupported_reason(name: str, spec: Any, task: str) -> str | None:
     """Why engine ``name`` cannot train ``spec`` (``None``: it can), before anything is built."""
-    import importlib
-
-    cls = engine_class(name)
-    check = getattr(cls, "supports", None)
-    if check is None:  # an engine module that keeps its check as a module function
-        check = getattr(importlib.import_module(_REGISTRY[name][0]), "unsupported_reason", None)
-    return None if check is None else check(spec, task)
+    reason: str | None = engine_class(name).supports(spec, task)
+    return reason
 
 
 def make_engine(
@@ -190,8 +190,6 @@ def check_spec(spec: Any) -> None:
         SpecError: A callback monitors held-out ``test_`` scores (they must never
             steer training).
     """
-    from dlrun.errors import SpecError
-
     problems = []
     for j, (name, args) in enumerate(spec.training.callback_entries):
         monitor = str(args.get("monitor", "val_loss"))

@@ -12,6 +12,7 @@ import platform
 import sys
 from typing import Any
 
+from dlrun.engines.keras_compat import hide_tensorflow, set_random_seed
 from dlrun.errors import InputError
 from dlrun.spec.schema import RuntimeSpec
 
@@ -130,8 +131,6 @@ def setup(rt: RuntimeSpec) -> dict[str, Any]:
         gpus = _jax_devices(rt)
     import keras
 
-    from dlrun.engines.keras_compat import hide_tensorflow
-
     hide_tensorflow()
     if rt.device == "gpu" and not gpus:
         raise InputError(
@@ -227,8 +226,6 @@ def seed_everything(seed: int) -> None:
 
     Under JAX this does not import TensorFlow (Keras would, only to seed it).
     """
-    from dlrun.engines.keras_compat import set_random_seed
-
     set_random_seed(int(seed))
 
 

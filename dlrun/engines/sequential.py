@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,12 +29,17 @@ class SequentialEngine:
     """
 
     name = "sequential"
-    batched = False  # one model at a time: each fold is prepared just before it trains
+    shares_programs = False
+    batched = False  # old attribute; callers now ask models_per_chunk
 
     @staticmethod
     def supports(spec: Spec, task: str) -> str | None:
         """The sequential engine trains any spec Keras can build."""
         return None
+
+    def models_per_chunk(self, jobs: Sequence[FitJob]) -> int:
+        """One: models train one after another, so each fold is prepared just before it trains."""
+        return 1
 
     def __init__(
         self,

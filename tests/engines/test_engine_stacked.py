@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax", reason="the st
 from dlrun.engines.base import FitJob  # noqa: E402
 from dlrun.engines.keras_build import build_model, compile_model, resolve_compile  # noqa: E402
 from dlrun.engines.sequential import SequentialEngine  # noqa: E402
-from dlrun.engines.stacked import StackedEngine, fit_shared, shared_groups, unsupported_reason  # noqa: E402
+from dlrun.engines.stacked import StackedEngine, fit_many, share_groups, unsupported_reason  # noqa: E402
 from dlrun.errors import SpecError  # noqa: E402
 from dlrun.spec.schema import Spec, validate  # noqa: E402
 
@@ -439,19 +439,19 @@ def test_per_model_hyperparameters_equal_separate_runs() -> None:
             {"Dense": {**layers[0]["Dense"], "kernel_regularizer": {"L2": {"l2": l2}}}}, layers[1]])
         for lr, b1, l2 in points
     ]  # fmt: skip
-    assert shared_groups(specs) == [[0, 1]]
-    assert shared_groups([*specs, make_spec("sgd", layers)]) == [[0, 1], [2]]
+    assert share_groups(specs) == [[0, 1]]
+    assert share_groups([*specs, make_spec("sgd", layers)]) == [[0, 1], [2]]
     assert_together_equals_alone(specs)
 
 
 def assert_together_equals_alone(specs: list[Spec]) -> list[list[float]]:
-    """Train two jobs under every spec in one ``fit_shared`` program and each spec on its own, from
+    """Train two jobs under every spec in one ``fit_many`` program and each spec on its own, from
     the same initial weights; assert equal weights and losses; return the losses spec by spec."""
     jobs = make_jobs([10, 9])
     w0 = StackedEngine(specs[0], "binary", (3,), 1)._initial_state(jobs)
     for m, job in enumerate(jobs):
         job.initial_weights = [w0["tv"][i][m] for i in range(len(w0["tv"]))]
-    together = list(fit_shared(specs, jobs, "binary", (3,), 1))
+    together = list(fit_many(specs, jobs, "binary", (3,), 1))
     assert [i for i, _ in together] == [k for k in range(len(specs)) for _ in jobs]
     losses = []
     for k, spec in enumerate(specs):
@@ -475,8 +475,8 @@ def test_per_model_noise_scalars_equal_separate_runs(layer: str, key: str, value
         return make_spec("adam", [{layer: {key: v}}, *DENSE], epochs=3)
 
     specs = [spec_for(v) for v in values]
-    assert shared_groups(specs) == [[0, 1]]
-    assert shared_groups([*specs, spec_for(0.0)]) == [[0, 1], [2]]  # Keras skips the layer at 0
+    assert share_groups(specs) == [[0, 1]]
+    assert share_groups([*specs, spec_for(0.0)]) == [[0, 1], [2]]  # Keras skips the layer at 0
     losses = assert_together_equals_alone(specs)
     assert not np.allclose(losses[0], losses[2])  # the two values really differ in what they train
 
