@@ -17,6 +17,7 @@ interval; every block carries a ``kind`` and a ``label`` saying what its spread 
 """
 
 from dlrun.evaluation.metrics import METRIC_SCALES, metric_scale
+from dlrun.evaluation.stats import sequential
 from dlrun.evaluation.stats.common import (
     CV_MODES,
     MIN_INFORMATIVE_DF,
@@ -85,6 +86,7 @@ __all__ = [
     "paired_ttest",
     "procedure_text",
     "running_stats",
+    "sequential",
     "studied",
     "summarize_metric",
     "welch_ttest",
