@@ -11,6 +11,8 @@ ints, with ``None`` wherever a number does not exist (never NaN or infinity, whi
 * :mod:`.tests` -- tests of a difference between two models: corrected paired, paired (seeds on one
   split), Bayesian correlated (Corani & Benavoli 2015), Welch.
 * :mod:`.multiple` -- many runs: Holm's adjustment over every pair.
+* :mod:`.sequential` -- rules that add repeats until a statement holds: the threshold that keeps
+  ``--until-decided`` at its level, and the half-width floor of ``repeats: auto``.
 
 Only an interval whose coverage was checked in ``benchmarks/calibration.py`` is called a confidence
 interval; every block carries a ``kind`` and a ``label`` saying what its spread measures.
