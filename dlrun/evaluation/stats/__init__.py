@@ -19,7 +19,7 @@ interval; every block carries a ``kind`` and a ``label`` saying what its spread 
 """
 
 from dlrun.evaluation.metrics import METRIC_SCALES, metric_scale
-from dlrun.evaluation.stats import sequential
+from dlrun.evaluation.stats import nested, sequential
 from dlrun.evaluation.stats.common import (
     CV_MODES,
     MIN_INFORMATIVE_DF,
@@ -85,6 +85,7 @@ __all__ = [
     "metric_scale",
     "min_detectable_difference",
     "nadeau_bengio",
+    "nested",
     "paired_ttest",
     "procedure_text",
     "running_stats",
