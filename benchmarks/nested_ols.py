@@ -72,9 +72,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     for n in (80, 200):
         res = pd.DataFrame([one(rng, n) for _ in range(args.datasets)]).mean()
         for interval in ("corrected", "nested"):
-            rows.append(
-                {"n": n, "interval": interval, **{k.split("|")[1]: v for k, v in res.items() if k.startswith(interval)}}
-            )
+            cells = {str(k).split("|")[1]: v for k, v in res.items() if str(k).startswith(interval)}
+            rows.append({"n": n, "interval": interval, **cells})
     table = pd.DataFrame(rows)
     print("| " + " | ".join(table.columns) + " |")
     print("|" + "---|" * len(table.columns))
