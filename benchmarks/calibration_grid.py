@@ -11,7 +11,7 @@ fresh rows (also through the engine). ``benchmarks/calibration.py`` is the earli
 JAX loop, one learner, 200 rows) that chose the headline rule; this one checks it where it was not
 chosen.
 
-Grid (the issue's; ``--learners``/``--processes``/``--sizes``/``--designs`` pick a slice):
+Grid (``--learners``/``--processes``/``--sizes``/``--designs`` pick a slice):
 
 * learners: ``small_adam`` (Dense(16, relu), Adam 0.01, 30 epochs, batch 32), ``wide_sgd``
   (Dense(64)–Dense(64), SGD 0.01 with momentum 0.9, 100 epochs, batch 16), ``dropout``
@@ -170,7 +170,7 @@ class Row:
 
 
 def default_rows() -> list[Row]:
-    """The issue's grid: all at n = 200; n = 100, 1,000 and 30×10 for two learners."""
+    """The grid: every learner at n = 200; n = 100, 1,000 and 30×10 for two learners."""
     rows = []
     for lrn in ("small_adam", "wide_sgd", "dropout", "conv1d"):
         for proc in PROCESS_FEATURES:
