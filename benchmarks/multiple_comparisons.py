@@ -11,6 +11,9 @@ t-test: variance (1/J + n_test/n_train)·s_d², J − 1 df) under three procedur
   x̄_j − x̄_i > d·se_ij, d the one-sided Dunnett quantile for m − 1 comparisons (correlation 1/2,
   J − 1 df, computed by Monte Carlo).
 * ``holm_all_pairs`` -- every pair tested, Holm over all m(m − 1)/2 of them.
+* ``shaffer_all_pairs`` -- the same with Shaffer's (1986) S1 multipliers: once a pair is rejected,
+  fewer pairwise equalities can still hold together, so later p-values are multiplied by less
+  (dlrun's choice: it holds the level as Holm does, with more power).
 
 **Score model.** Run i's J fold scores are x_ij = μ_i + √ρ·u_i + √(1 − ρ)·e_ij with u_i, e_ij
 independent N(0, 1): every fold difference of two runs then has variance 2 and the same correlation
@@ -43,8 +46,10 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from dlrun.evaluation.stats.multiple import shaffer_multipliers
+
 ALPHA = 0.05
-PROCEDURES = ("best_vs_rest_holm", "mcb", "holm_all_pairs")
+PROCEDURES = ("best_vs_rest_holm", "mcb", "holm_all_pairs", "shaffer_all_pairs")
 #: (name, J, n_test/n_train)
 DESIGNS = (("10-fold", 10, 1.0 / 9.0), ("5x10", 50, 1.0 / 9.0))
 RUNS = (3, 5, 10)
@@ -70,12 +75,14 @@ def _pair_t(x: np.ndarray, ratio: float) -> tuple[np.ndarray, list[tuple[int, in
     return d.mean(axis=2) / se, pairs
 
 
-def _holm_reject(p: np.ndarray, alpha: float) -> np.ndarray:
-    """Holm's step-down rejections, row by row: ``p`` shape ``(reps, n)`` → bool of the same shape."""
+def _holm_reject(p: np.ndarray, alpha: float, multipliers: np.ndarray | None = None) -> np.ndarray:
+    """Holm's step-down rejections, row by row: ``p`` shape ``(reps, n)`` → bool of the same shape
+    (``multipliers``: Shaffer's in place of Holm's n − i + 1)."""
     n = p.shape[1]
+    mult = n - np.arange(n) if multipliers is None else multipliers
     order = np.argsort(p, axis=1)
     sorted_p = np.take_along_axis(p, order, axis=1)
-    adjusted = np.maximum.accumulate(np.minimum(1.0, sorted_p * (n - np.arange(n))), axis=1)
+    adjusted = np.maximum.accumulate(np.minimum(1.0, sorted_p * mult), axis=1)
     reject = np.empty_like(p, dtype=bool)
     np.put_along_axis(reject, order, adjusted < alpha, axis=1)
     return reject
@@ -111,14 +118,13 @@ def claims(t: np.ndarray, pairs: list[tuple[int, int]], means: np.ndarray, df: i
     c[rows[:, None], np.arange(m)[None, :], best[:, None]] = rej
     out["best_vs_rest_holm"] = c
     out["mcb"] = tt > d_mcb
-    rej_all = _holm_reject(p, ALPHA)
-    c = np.zeros((reps, m, m), dtype=bool)
-    for k, (a, b) in enumerate(pairs):
-        a_worse = rej_all[:, k] & (t[:, k] < 0)
-        b_worse = rej_all[:, k] & (t[:, k] > 0)
-        c[:, a, b] = a_worse
-        c[:, b, a] = b_worse
-    out["holm_all_pairs"] = c
+    for name, mult in (("holm_all_pairs", None), ("shaffer_all_pairs", np.array(shaffer_multipliers(m)))):
+        rej_all = _holm_reject(p, ALPHA, mult)
+        c = np.zeros((reps, m, m), dtype=bool)
+        for k, (a, b) in enumerate(pairs):
+            c[:, a, b] = rej_all[:, k] & (t[:, k] < 0)
+            c[:, b, a] = rej_all[:, k] & (t[:, k] > 0)
+        out[name] = c
     return out
 
 

@@ -7,9 +7,10 @@ is compared with the Nadeau & Bengio (2003) corrected paired t-test on the per-f
 with the Bayesian correlated t-test (a region of practical equivalence gives P(A better),
 P(practically equal), P(B better)); every verdict states the smallest difference the test would
 detect. Runs on different splits fall back to Welch's test, whose p-value is approximate, and say so.
-Three or more runs: every pair is tested and the p-values are Holm-adjusted over all of them
-(:mod:`dlrun.evaluation.stats.multiple` says why not only the pairs with the best); the verdict
-lists the runs that cannot be told apart from the best and names the procedure.
+Three or more runs: every pair is tested and the p-values are adjusted over all of them by Holm's
+step-down with Shaffer's constraints (:mod:`dlrun.evaluation.stats.multiple` says why not only the
+pairs with the best); the verdict lists the runs that cannot be told apart from the best and names
+the procedure.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dlrun.evaluation.run_dirs import (
     shared_repeats,
     unique_labels,
 )
-from dlrun.evaluation.stats.multiple import all_pairs, best_index
+from dlrun.evaluation.stats.multiple import all_pairs, best_index, shaffer
 from dlrun.evaluation.summary import headline_block, headline_name
 from dlrun.evaluation.verdicts import many_verdict, pair_verdict
 from dlrun.store.layout import SCORES
@@ -72,7 +73,8 @@ class Comparison:
             runs that cannot be told apart from it.
         pairwise: One dict per tested pair with keys ``a``, ``b`` (labels; difference a − b),
             ``test``, ``paired``, ``reason``, ``what``, ``bayes``, ``mdd`` (difference detected
-            with 80% power), ``p_holm`` (3+ runs: Holm-adjusted over all pairs) and ``verdict``.
+            with 80% power), ``p_holm`` (3+ runs: adjusted over all pairs, Holm's step-down with
+            Shaffer's constraints; the key keeps its name) and ``verdict``.
         bayes: For two runs on identical splits, the Bayesian correlated t-test dict.
         rope: Half-width of the region of practical equivalence (metric units).
         rope_text: How ``rope`` was chosen.
@@ -311,10 +313,10 @@ def compare(
 ) -> Comparison:
     """Tabulate runs and test their differences.
 
-    Two runs: ``runs[0] − runs[1]``. Three or more: every pair is tested and Holm-adjusted over
-    all m(m − 1)/2 tests; ``pairwise`` lists the pairs with the best on ``metric``
-    (``pairs="best"``) or every pair (``pairs="all"``), and ``indistinguishable`` the runs that
-    cannot be told apart from the best.
+    Two runs: ``runs[0] − runs[1]``. Three or more: every pair is tested and adjusted over all
+    m(m − 1)/2 tests (Holm's step-down with Shaffer's constraints, :func:`stats.multiple.shaffer`);
+    ``pairwise`` lists the pairs with the best on ``metric`` (``pairs="best"``) or every pair
+    (``pairs="all"``), and ``indistinguishable`` the runs that cannot be told apart from the best.
 
     Args:
         runs: Runs to compare, at least one.
@@ -380,7 +382,7 @@ def compare(
     ]
     family.sort(key=lambda ab: best not in ab)  # pairs with the best first, as they are listed
     tested = [_test_pair(a, b, metric, confidence, rope_value, higher) for a, b in family]
-    adjusted = stats.holm([t["test"]["p"] if t["test"] else None for t in tested])
+    adjusted = shaffer([t["test"]["p"] if t["test"] else None for t in tested], len(runs))
     n_tests = sum(p is not None for p in adjusted)
     for t, p_adj in zip(tested, adjusted, strict=True):
         t["p_holm"] = p_adj

@@ -34,7 +34,7 @@ def conclusion(test: dict[str, Any], alpha: float, p: float | None, adjusted: bo
     sig = p < alpha
     text = f"significant at \u03b1 = {alpha:g}" if sig else f"not significant at \u03b1 = {alpha:g}"
     if adjusted:
-        text += " after Holm's adjustment over all pairs"
+        text += " after the adjustment over all pairs"
     if test["test"] == "welch":
         text += " (Welch's p-value is approximate: it ignores the dependence between fold scores)"
     return text
@@ -66,7 +66,7 @@ def pair_verdict(pair: dict[str, Any], metric: str, what: str, confidence: float
     p_used = pair.get("p_holm") if n_tests > 1 else p
     p_text = format_p(p)
     if n_tests > 1:
-        p_text += f" (Holm-adjusted over all {n_tests} pairwise tests: {format_p(p_used)})"
+        p_text += f" (adjusted over all {n_tests} pairwise tests, Holm\u2013Shaffer: {format_p(p_used)})"
     text = (
         f"{a} \u2212 {b} = {diff} {metric} ({interval_name(test, confidence)} {lo} to {hi}), "
         f"{p_text} by {what}: {conclusion(test, alpha, p_used, n_tests > 1)}."

@@ -10,7 +10,7 @@ ints, with ``None`` wherever a number does not exist (never NaN or infinity, whi
   and ``summarize_metric`` (every block of one metric, each naming its method and estimand).
 * :mod:`.tests` -- tests of a difference between two models: corrected paired, paired (seeds on one
   split), Bayesian correlated (Corani & Benavoli 2015), Welch.
-* :mod:`.multiple` -- many runs: Holm's adjustment over every pair.
+* :mod:`.multiple` -- many runs: every pair, Holm's step-down with Shaffer's constraints.
 * :mod:`.sequential` -- rules that add repeats until a statement holds: the threshold that keeps
   ``--until-decided`` at its level, and the half-width floor of ``repeats: auto``.
 
@@ -37,7 +37,7 @@ from dlrun.evaluation.stats.intervals import (
     interval_short_name,
     running_stats,
 )
-from dlrun.evaluation.stats.multiple import PROCEDURE, compare_with_best, holm, procedure_text
+from dlrun.evaluation.stats.multiple import PROCEDURE, compare_with_best, holm, procedure_text, shaffer
 from dlrun.evaluation.stats.resampled import (
     ESTIMAND,
     FOLD_RHO_FACTOR,
@@ -90,6 +90,7 @@ __all__ = [
     "procedure_text",
     "running_stats",
     "sequential",
+    "shaffer",
     "studied",
     "summarize_metric",
     "welch_ttest",
