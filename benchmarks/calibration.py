@@ -24,9 +24,11 @@ Design
   10 features, ``y = x0 + sin(2·x1) + x2·x3 + noise`` (MAE and R²). 200 rows per dataset.
 * **Procedure A** (the one evaluated): standardize on the training rows, Dense(16, relu) →
   Dense(1), Adam 0.01, 30 epochs, mini-batches of about 32, Glorot-uniform initialization;
-  the same procedure dlrun's quick-start specs describe. Trained with a vmapped JAX loop:
-  thousands of small models in one compiled program (dlrun's own stacked engine is being
-  moved onto JAX; the statistics under test do not depend on which code trains the models).
+  the same procedure dlrun's quick-start specs describe. Trained with a vmapped JAX loop of its
+  own on unstratified folds: thousands of small models in one compiled program. This is the
+  study that chose the headline rule; ``benchmarks/calibration_grid.py`` checks it with dlrun's
+  own engine, preprocessing and stratified folds over more learners, processes, sizes and
+  designs, because the rule's coverage does depend on the learner and the design.
 * **Designs.** 10-fold, 5-fold and 5×10 repeated k-fold (unstratified ``KFold``, so every fold
   has exactly n/k rows and every model in a design has the same ``n_train``).
 * **Intervals checked** (each computed by ``dlrun.evaluation.stats.summarize_metric`` on that dataset's

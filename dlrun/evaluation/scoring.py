@@ -12,21 +12,10 @@ from sklearn import metrics as skm
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from dlrun.errors import InputError
+from dlrun.evaluation.metrics import HIGHER_IS_BETTER
 from dlrun.spec.schema import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
-HIGHER_IS_BETTER = {
-    "accuracy": True,
-    "balanced_accuracy": True,
-    "roc_auc": True,
-    "f1": True,
-    "precision": True,
-    "recall": True,
-    "log_loss": False,
-    "mae": False,
-    "mse": False,
-    "rmse": False,
-    "r2": True,
-}
+__all__ = ["HIGHER_IS_BETTER", "baseline_name", "baseline_scores", "check_metrics", "score"]
 
 
 def check_metrics(metrics: list[str], task: str) -> None:

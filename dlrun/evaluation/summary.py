@@ -8,10 +8,13 @@ reader (console tables, sweep and batch tables, the run index, comparisons, plot
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from dlrun.store.layout import SUMMARY_JSON
 
 
 def headline_block(block: Any) -> dict[str, Any]:
@@ -87,10 +90,6 @@ class Summary:
     @classmethod
     def read(cls, path: Path) -> Summary:
         """Read a ``summary.json`` file (or the one in a run folder)."""
-        import json
-
-        from dlrun.store.layout import SUMMARY_JSON
-
         p = Path(path)
         if p.is_dir():
             p = p / SUMMARY_JSON

@@ -172,16 +172,22 @@ def _three(tmp_path: Path) -> list[cmp.Run]:
     return [cmp.load_run(_write_run(tmp_path / n, n, list(a), split_seed=1)) for n, a in accs.items()]
 
 
-def test_three_runs_against_the_best_with_holm(tmp_path: Path) -> None:
+def test_three_runs_against_the_best_with_holm_over_all_pairs(tmp_path: Path) -> None:
     runs = _three(tmp_path)
     c = cmp.compare(runs)
     assert c.best == "best" and c.test is None
     assert [(p["a"], p["b"]) for p in c.pairwise] == [("best", "weak"), ("best", "close")]
-    raw = [p["test"]["p"] for p in c.pairwise]
-    assert [p["p_holm"] for p in c.pairwise] == pytest.approx(stats.holm(raw))
+    # The family is all three pairs, though only the two with the best are listed.
+    everything = cmp.compare(_three(tmp_path / "again"), pairs="all")
+    raw = [p["test"]["p"] for p in everything.pairwise]
+    assert [p["p_holm"] for p in everything.pairwise] == pytest.approx(stats.shaffer(raw, 3))
+    assert [p["p_holm"] for p in c.pairwise] == pytest.approx([p["p_holm"] for p in everything.pairwise[:2]])
+    assert c.procedure == "shaffer_all_pairs" and c.n_tests == 3
     assert c.indistinguishable == ["best", "close"]
     assert "Cannot be told apart from it" in c.verdict and "close" in c.verdict
-    assert all("Holm-adjusted over 2 comparisons" in p["verdict"] for p in c.pairwise)
+    assert "Holm's step-down adjustment with Shaffer's (1986) logical constraints over all 3 pairwise" in c.verdict
+    assert all("adjusted over all 3 pairwise tests, Holm\u2013Shaffer" in p["verdict"] for p in c.pairwise)
+    assert list(c.tests["p_holm"]) == [p["p_holm"] for p in c.pairwise] and c.details is c
     f = c.forest.set_index("label")
     assert list(f.index) == ["weak", "close"]
     d = np.mean(np.array(runs[0].scores["accuracy"]) - np.array(runs[1].scores["accuracy"]))
@@ -246,7 +252,7 @@ def test_cli_compare_three_runs(tmp_path: Path, capsys: pytest.CaptureFixture[st
     )
     assert code == 0, err
     assert "Best on accuracy: best. Cannot be told apart from it" in out
-    assert "Holm-adjusted over 2 comparisons" in out
+    assert "adjusted over all 3 pairwise tests, Holm\u2013Shaffer" in out
     assert "P(practically equal)" in out and "ROPE: ±0.02 accuracy, as given" in out
     assert "std (folds)" in out and "se (headline)" in out
     assert (tmp_path / "forest.png").exists()

@@ -168,8 +168,11 @@ def test_summarize_metric_repeated_kfold() -> None:
     r = stats.summarize_metric(s, "accuracy", repeats=2, n_train=80, n_test=20, confidence=0.95, mode="repeated_kfold")
     assert set(r) == {"folds", "repeats", "corrected", "headline", "headline_text"}
     assert r["headline"] == "corrected"
-    # Only the calibrated block's interval is called ci_; the others are named for what they are.
-    assert r["corrected"]["kind"] == "confidence_interval" and "ci_low" in r["corrected"]
+    # Only the headline's interval is called ci_; the others are named for what they are. 2x5-fold is
+    # not a design the calibration study covers, so it is not called a confidence interval.
+    assert r["corrected"]["kind"] == "corrected_interval" and "ci_low" in r["corrected"]
+    assert "not calibrated at 2\u00d75-fold" in r["corrected"]["label"]
+    assert "(95% interval " in r["headline_text"] and "CI" not in r["headline_text"]
     assert r["folds"]["kind"] == "naive_fold_interval" and "ci_low" not in r["folds"]
     assert "ignores the dependence between folds" in r["folds"]["label"]
     assert r["repeats"]["kind"] == "split_precision" and "ci_low" not in r["repeats"]
@@ -181,7 +184,9 @@ def test_summarize_metric_repeated_kfold() -> None:
     assert r["repeats"]["n"] == 2
     assert r["repeats"]["mean"] == pytest.approx(np.mean([np.mean(X), np.mean(B)]))
     assert r["corrected"]["df"] == 8 and r["corrected"]["scale"] == "logit"
-    assert "interval corrected for correlated folds over 2×5 folds" in r["headline_text"]
+    assert (
+        "interval corrected for correlated folds (not calibrated at this design) over 2×5 folds" in r["headline_text"]
+    )
     assert r["headline_text"].startswith("accuracy ")
     json.dumps(r, allow_nan=False)
 
