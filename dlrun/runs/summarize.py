@@ -246,11 +246,11 @@ def positive_class(prep: Prepared) -> Any:
 def summary_markdown(summary: dict[str, Any]) -> str:
     """``summary.md``: a readable table of every metric's statistics and the baseline.
 
-    Each row names what its interval is (a calibrated confidence interval, the naive fold
+    Each row names what its interval is (a confidence interval where the study covers the design, the naive fold
     interval that ignores fold dependence, or the precision of the CV estimate), and the
     std and se columns say what they are the spread of.
     """
-    conf = int(round(summary.get("confidence", 0.95) * 100))
+    confidence = summary.get("confidence", 0.95)
     lines = [f"# {summary['name']} — {summary['mode']}", ""]
     if "headline" in summary:
         lines += [f"**{summary['headline']['text']}**", ""]
@@ -258,12 +258,6 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         if adaptive:
             lines += [f"Repeats: {adaptive['text']}", ""]
     if summary["command"] == "cv":
-        short = {
-            "confidence_interval": f"{conf}% confidence interval",
-            "naive_fold_interval": "naive, ignores fold dependence",
-            "split_precision": "precision of the CV estimate",
-            "seed_interval": f"{conf}% interval over seeds (one split)",
-        }
         lines += [
             f"{summary['n_models']} models ({summary['repeats']} repeat(s) × {summary['folds']} fold(s)), "
             f"engine {summary['engine']}, task {summary['task']}.",
@@ -277,7 +271,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
                 if not d:
                     continue
                 lo, hi = stats.interval_of(d)
-                what = short.get(str(d.get("kind")), est)
+                what = stats.interval_short_name(d.get("kind"), confidence) if d.get("kind") else est
                 if d.get("kind") and not d.get("informative", True) and lo is not None:
                     what += " (not informative: < 3 df)"
                 lines.append(
@@ -291,15 +285,20 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             "- **se** of the *corrected* block is the corrected standard error √correction·std (its method "
             "line gives the factor), larger than std/√J because the folds share training rows and repeats "
             "re-test the same rows; in the other blocks se = std/√n.",
-            "- Only the *corrected* block (k-fold modes) is a confidence interval for the score a model trained "
-            "this way gets on new data; its coverage is checked by `benchmarks/calibration.py`. The *folds* "
+            "- The *corrected* block (k-fold modes) is an interval for the expected score of this procedure over "
+            "training sets of this size; it is called a confidence interval only at a design the calibration "
+            "study covers (5-fold, 10-fold, 5×10-fold), elsewhere a corrected interval, not calibrated at this "
+            "design. The *folds* "
             "interval treats folds as independent and is too narrow; the *repeats* interval is the precision of "
             "the cross-validation estimate for this dataset (how much it moves with another split).",
             "- Intervals of bounded metrics are built on a scale that keeps them inside the metric's range "
             "(the logit scale for scores in [0, 1], the log scale for errors; R² is capped at 1).",
         ]
         lines += ["", f"No-skill baseline: {summary['baseline']['model']} on the same folds.", ""]
-        lines += [f"| metric | mean | {conf}% CI low | {conf}% CI high |", "|---|---|---|---|"]
+        title = stats.interval_column_title(
+            [headline_block(b).get("kind") for b in summary["baseline"]["metrics"].values()], confidence
+        )
+        lines += [f"| metric | mean | {title} low | {title} high |", "|---|---|---|---|"]
         for m, block in summary["baseline"]["metrics"].items():
             d = headline_block(block)
             lo, hi = stats.interval_of(d)
