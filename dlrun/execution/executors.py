@@ -108,6 +108,14 @@ class Executor(Protocol):
         """A handle to a large read-only value that jobs can carry cheaply (see :func:`fetch`)."""
         ...
 
+    def sink(self, callback: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+        """The progress callback a job can call: ``callback`` where jobs run in this process, else None."""
+        ...
+
+    def driver_runtime(self, runtime: Any) -> Any:
+        """The runtime section this (driving) process sets itself up with."""
+        ...
+
     def map(
         self,
         fn: Callable[[J], Iterable[V]],
@@ -163,6 +171,14 @@ class LocalExecutor:
     def share(self, value: Any) -> Any:
         """The value itself."""
         return value
+
+    def sink(self, callback: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+        """``callback``: jobs run here, so they can report progress."""
+        return callback
+
+    def driver_runtime(self, runtime: Any) -> Any:
+        """``runtime`` itself: the jobs train in this process."""
+        return runtime
 
     def map(
         self,
@@ -289,6 +305,14 @@ class RayExecutor:
         self.resources = resources or Resources()
         self.num_cpus_local = num_cpus_local
         self._remotes: dict[Resources, Any] = {}
+
+    def sink(self, callback: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+        """None: a task in another process cannot reach this process's console."""
+        return None
+
+    def driver_runtime(self, runtime: Any) -> Any:
+        """Jobs train on their own devices: a GPU asked for is theirs, not this process's."""
+        return runtime.model_copy(update={"device": "auto"}) if runtime.device == "gpu" else runtime
 
     def ray(self) -> Any:
         """The ``ray`` module, initialised (joined or started) on first use."""

@@ -30,12 +30,52 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dlrun.data.sources import Dataset, load_dataset
+from dlrun.engines.runtime import quiet_tensorflow
 from dlrun.errors import Interrupted
 from dlrun.execution.executors import Executor, LocalExecutor, Resources, fetch, reason_of
+from dlrun.protocol.jobs import prepare
 from dlrun.reporting import Reporter
+from dlrun.runs.cv import run_cv
+from dlrun.runs.result import RunResult
+from dlrun.runs.train import run_train
 from dlrun.spec.schema import Spec
 from dlrun.store import io as report
 from dlrun.store import layout
+from dlrun.store.lock import RunLock
+from dlrun.store.run_folder import RunFolder, state_of
+from dlrun.store.signals import StopSignals
+
+
+def run_spec(
+    spec: Spec,
+    run_dir: Path,
+    reporter: Reporter | None = None,
+    *,
+    argv: list[str] | None = None,
+    smoothing: float = 0.0,
+    executor: str | Executor | None = None,
+    data: Dataset | None = None,
+    plot_helper: bool = False,
+) -> RunResult:
+    """Run a spec with the command its mode belongs to (``train`` or ``cv``), in ``run_dir`` (the caller holds its lock).
+
+    A run directory that already holds saved folds or a checkpoint is continued.
+
+    Args:
+        spec: The validated spec.
+        run_dir: The run directory.
+        reporter: Progress sink.
+        argv: The command line, for ``env.json``.
+        smoothing: Smoothing of plotted curves (train).
+        executor: Where cv folds train (default: ``runtime.executor``); train runs here.
+        data: The dataset, already loaded (else it is loaded from ``spec.data``).
+        plot_helper: See :func:`dlrun.runs.cv.run_cv`.
+    """
+    if spec.is_cv:
+        prep = prepare(spec, reporter, data=data) if data is not None else None
+        return run_cv(spec, run_dir, reporter, argv=argv, prep=prep, executor=executor, plot_helper=plot_helper)
+    return run_train(spec, run_dir, reporter, argv=argv, smoothing=smoothing, data=data)
 
 
 @dataclass
@@ -105,8 +145,6 @@ class RunSpec:
         if self.in_place:
             yield self._run(job, job.path)
             return
-        from dlrun.engines.runtime import quiet_tensorflow
-
         quiet_tensorflow()
         old_cwd = os.getcwd()
         with tempfile.TemporaryDirectory(prefix="dlrun-job-") as tmp, contextlib.ExitStack() as stack:
@@ -124,12 +162,13 @@ class RunSpec:
         yield done
 
     def _run(self, job: SpecJob, run_dir: Path) -> SpecDone:
-        from dlrun.runs.runner import execute
-
         t0 = time.perf_counter()
         try:
             data = fetch(job.data) if job.data is not None else None
-            outcome = execute(job.spec, run_dir, self.reporter, argv=self.argv, executor=LocalExecutor(), data=data)
+            with RunLock(run_dir):
+                outcome = run_spec(
+                    job.spec, run_dir, self.reporter, argv=self.argv, executor=LocalExecutor(), data=data
+                )
         except Interrupted:
             raise
         except Exception as exc:  # a failure (or a bug) in one spec's run must not lose the others
@@ -192,12 +231,6 @@ def _use_env(env: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = old
 
 
-def state_of(path: Path) -> dict[str, Any]:
-    """A folder's ``state.json`` ({} when it has none)."""
-    p = path / layout.STATE
-    return dict(report.read_json(p)) if p.exists() else {}
-
-
 def _data_key(spec: Spec) -> str:
     return json.dumps([spec.data.model_dump(mode="json"), spec.seed], sort_keys=True, default=str)
 
@@ -228,10 +261,6 @@ def run_spec_jobs(
         InputError: A job asks for more than any node offers, or its folder is in use.
         Interrupted: Ctrl-C or SIGTERM (jobs still out are cancelled, marked and reported).
     """
-    from dlrun.data.sources import load_dataset
-    from dlrun.runs.locking import RunLock
-    from dlrun.runs.record import StopSignals
-
     fn = RunSpec(
         in_place=executor.in_process,
         argv=list(argv if argv is not None else sys.argv),
@@ -253,9 +282,9 @@ def run_spec_jobs(
             return  # a run in this process marks its own folder (and a folder it could not lock is not ours)
         if state_of(job.path).get("status") not in (None, "running"):
             return  # the worker's own state came back and says how it ended
-        writer = report.RunWriter(job.path)
-        writer.write_state({**placeholder, "status": status, "error": error, "ended": report.now_iso()})
-        writer.append_progress({"event": status, "error": error})
+        folder = RunFolder(job.path)
+        folder.write_state({**placeholder, "status": status, "error": error, "ended": report.now_iso()})
+        folder.append_progress({"event": status, "error": error})
 
     def take() -> Iterator[SpecJob]:
         for job in jobs:
@@ -283,7 +312,7 @@ def run_spec_jobs(
                     "started": old.get("started", report.now_iso()),
                     "executor": executor.name,
                 }
-                report.RunWriter(job.path).write_state(placeholder)
+                RunFolder(job.path).write_state(placeholder)
             out[job.index] = (job, placeholder)
             on_start(job)
             yield job

@@ -20,11 +20,12 @@ import yaml
 
 from dlrun.errors import DlrunError, InputError, Interrupted, RunError, SpecError
 from dlrun.evaluation.summary import headline_block
-from dlrun.runs import lifecycle
-from dlrun.runs.locking import holding_lock
 from dlrun.spec.schema import Spec, apply_overrides, read_yaml, validate
 from dlrun.store import io as report
-from dlrun.store.layout import HISTORY, STATE, SUMMARY_JSON, SWEEP_CSV, SWEEP_STATE
+from dlrun.store.layout import HISTORY, SUMMARY_JSON, SWEEP_CSV, SWEEP_STATE
+from dlrun.store.lock import holding_lock
+from dlrun.store.run_folder import RunsFolder
+from dlrun.store.signals import stop_requested
 
 if TYPE_CHECKING:
     from dlrun.execution.executors import Executor
@@ -190,13 +191,7 @@ def expand(config: Path, sets: list[str], grid_items: list[str]) -> tuple[Spec, 
 
 def point_status(path: Path) -> str:
     """``finished``, ``running``, ``failed``, ``interrupted`` or ``pending`` from the point's state."""
-    state = path / STATE
-    if not state.exists():
-        return "pending"
-    try:
-        return str(report.read_json(state).get("status", "pending"))
-    except (InputError, AttributeError):  # truncated: continued like an unfinished run
-        return "running"
+    return RunsFolder.run_status(path) or "pending"  # a truncated state: continued like an unfinished run
 
 
 @holding_lock("sweep_dir")
@@ -238,7 +233,8 @@ def run_sweep(
     runner = make_executor(executor, base.runtime)
     writer = report.RunWriter(sweep_dir)
     listing = [{"folder": p.folder, "overrides": p.overrides} for p in points]
-    report.write_json(sweep_dir / SWEEP_STATE, {"name": base.name, "points": listing, "status": "running"})
+    folder = RunsFolder(sweep_dir, "sweep")
+    folder.write_status(SWEEP_STATE, {"name": base.name, "points": listing, "status": "running"})
     rows: dict[int, dict[str, Any]] = {}
     todo: list[SpecJob] = []
     for i, point in enumerate(points):
@@ -286,13 +282,11 @@ def run_sweep(
     writer.write_table(SWEEP_CSV, table)
     _sweep_plots(writer, table, points, sweep_dir)
     finished = len(ordered) == len(points) and all(r.get("status") == "finished" for r in ordered)
-    interrupted = interrupted or lifecycle.stop_requested()  # a signal while the table and plots were written
+    interrupted = interrupted or stop_requested()  # a signal while the table and plots were written
     status = "interrupted" if interrupted else ("finished" if finished else "failed")
-    report.write_json(
-        sweep_dir / SWEEP_STATE, {"name": base.name, "points": listing, "status": status, "packing": packing}
-    )
+    folder.write_status(SWEEP_STATE, {"name": base.name, "points": listing, "status": status, "packing": packing})
     if interrupted:
-        raise Interrupted(f"sweep interrupted; resume with: {lifecycle.resume_command(argv, sweep_dir, 'sweep')}")
+        raise folder.interrupted(argv)
     return table
 
 
@@ -322,10 +316,9 @@ def _train_together(
         auto``, or points a previous run started with another engine.
     """
     from dlrun.data.sources import load_dataset
-    from dlrun.engines import stacked
     from dlrun.protocol.jobs import prepare
     from dlrun.reporting import NullReporter
-    from dlrun.runs.cv import choose_engine_name, run_cv
+    from dlrun.runs.cv import run_cv
     from dlrun.runs.finish import Finisher
     from dlrun.runs.multirun import _data_key
     from dlrun.runs.search import Programs, TrialWork, _finish_failed, train_trials
@@ -333,14 +326,12 @@ def _train_together(
     reporter = reporter or NullReporter()
 
     def eligible(job: SpecJob) -> bool:
-        ev = job.spec.evaluation
-        previous = report.read_json(job.path / STATE).get("engine") if (job.path / STATE).exists() else None
-        return (
-            job.spec.is_cv
-            and ev.repeats != "auto"
-            and job.spec.runtime.engine in ("auto", "stacked")
-            and previous in (None, "none", "stacked")
-        )
+        return job.spec.is_cv and job.spec.evaluation.repeats != "auto"
+
+    def shares(w: TrialWork, path: Path) -> bool:
+        # a point a previous run started keeps that run's engine (resume ends with its exact results)
+        previous = RunsFolder.run_state(path).get("engine")
+        return choose_engine(w.spec, w.prep.task, previous=previous).shares_programs
 
     candidates = [j for j in todo if eligible(j)]
     programs = Programs()
@@ -351,7 +342,7 @@ def _train_together(
     # a sweep of many points draws their plots in helper processes (see Finisher)
     helpers = Finisher() if len(candidates) >= HELPER_MIN_POINTS else None
     with helpers if helpers is not None else contextlib.nullcontext(None) as fin:
-        for group in stacked.shared_groups([j.spec for j in candidates]):
+        for group in share_groups([j.spec for j in candidates]):
             if len(group) < 2:
                 continue
             jobs = [candidates[i] for i in group]
@@ -367,8 +358,11 @@ def _train_together(
                     )
                     for j in jobs
                 ]
-                if choose_engine_name(works[0].prep, NullReporter()) != "stacked":
+                kept = [i for i, (j, w) in enumerate(zip(jobs, works)) if shares(w, j.path)]
+                jobs, works = [jobs[i] for i in kept], [works[i] for i in kept]
+                if len(jobs) < 2:
                     continue
+                first = jobs[0].spec
             except DlrunError:  # each point then fails on its own, with its own message, as a run alone does
                 continue
             labels = ", ".join(points[j.index].folder for j in jobs)
@@ -437,7 +431,7 @@ def _n_models(spec: Spec) -> int:
 def _row_from_dir(path: Path) -> dict[str, Any]:
     """Each metric's mean and interval (or single value) from a point's ``summary.json``."""
     row: dict[str, Any] = {"status": point_status(path)}
-    state = report.read_json(path / STATE) if (path / STATE).exists() else {}
+    state = RunsFolder.run_state(path)
     summary_path = path / SUMMARY_JSON
     if summary_path.exists():
         summary = report.read_json(summary_path)
