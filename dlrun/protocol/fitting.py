@@ -159,8 +159,13 @@ class FitWorker:
 
 
 # ----------------------------------------------------------------------------- folds through an executor
-def size_stubs(folds: list[Fold]) -> list[FitJob]:
-    """Stand-ins for an engine's memory estimate: the row counts of each fold, no data."""
+def size_stubs(folds: list[Fold], *, test: bool = True) -> list[FitJob]:
+    """Stand-ins for an engine's memory estimate: the row counts of each fold, no data.
+
+    Args:
+        folds: The folds.
+        test: Count the test rows too (a search's batch size leaves them out, as it always has).
+    """
     return [
         FitJob(
             repeat=f.repeat,
@@ -169,7 +174,7 @@ def size_stubs(folds: list[Fold]) -> list[FitJob]:
             x_train=np.empty((len(f.train), 0), np.float32),
             y_train=np.empty((len(f.train),), np.float32),
             x_val=np.empty((len(f.val), 0), np.float32) if len(f.val) else None,
-            x_test=np.empty((len(f.test), 0), np.float32) if len(f.test) else None,
+            x_test=np.empty((len(f.test), 0), np.float32) if test and len(f.test) else None,
         )
         for f in folds
     ]

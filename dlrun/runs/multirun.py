@@ -58,7 +58,7 @@ def run_spec(
     data: Dataset | None = None,
     plot_helper: bool = False,
 ) -> RunResult:
-    """Run a spec with the command its mode belongs to (``train`` or ``cv``), in ``run_dir`` (the caller holds its lock).
+    """Run a spec with the command of its mode (``train`` or ``cv``) in ``run_dir``, whose lock the caller holds.
 
     A run directory that already holds saved folds or a checkpoint is continued.
 
@@ -231,7 +231,7 @@ def _use_env(env: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = old
 
 
-def _data_key(spec: Spec) -> str:
+def data_key(spec: Spec) -> str:
     return json.dumps([spec.data.model_dump(mode="json"), spec.seed], sort_keys=True, default=str)
 
 
@@ -288,7 +288,7 @@ def run_spec_jobs(
 
     def take() -> Iterator[SpecJob]:
         for job in jobs:
-            key = _data_key(job.spec)
+            key = data_key(job.spec)
             if key not in shared:
                 try:
                     shared[key] = executor.share(load_dataset(job.spec.data, seed=job.spec.seed))

@@ -61,7 +61,7 @@ class RunResult:
         return None if m is None else str(m)
 
     def estimate(self, metric: str | None = None) -> Estimate:
-        """The reported value of ``metric`` (default: the main one) as an :class:`~dlrun.evaluation.summary.Estimate`."""
+        """The reported value of ``metric`` (default: the main one) as an :class:`Estimate`."""
         return Summary(self.summary).estimate(metric)
 
 
