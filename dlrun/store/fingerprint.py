@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from dlrun.errors import CorruptFileError, InputError
-from dlrun.store.io import read_json, write_json
+from dlrun.store.atomic import read_json, write_json
 from dlrun.store.layout import CONFIG, FINGERPRINT, STATE
 
 

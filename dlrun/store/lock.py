@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dlrun.errors import LockError
-from dlrun.store.io import remove_stale_temps, storage_error
+from dlrun.store.atomic import remove_stale_temps, storage_error
 from dlrun.store.layout import LOCK
 
 

@@ -17,7 +17,7 @@ from conftest import run_main, tiny_spec, write_spec
 
 from dlrun.errors import CorruptFileError, InputError
 from dlrun.runs.locking import RunLock
-from dlrun.store import fingerprint, layout, signals
+from dlrun.store import atomic, fingerprint, layout, signals
 from dlrun.store import io as report
 from dlrun.store.run_folder import RunFolder, resume_command
 
@@ -334,7 +334,7 @@ def test_the_lock_holder_removes_temporary_files_of_every_kind(tmp_path: Path) -
 
 def test_files_keep_the_users_umask(tmp_path: Path) -> None:
     report.write_json(tmp_path / "a.json", {"a": 1})
-    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~report._UMASK
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK
 
 
 def test_a_full_disk_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
