@@ -243,6 +243,9 @@ class FoldFitter:
         """
         prep = self.prep
         folds = [f for c in chunks for f in c]
+        if not self.local:
+            size = max((len(c) for c in chunks), default=0)
+            note(f"{self.executor.name}: {len(folds)} fold(s) in {len(chunks)} task(s) of up to {size}")
         pres: dict[tuple[int, int], Preprocessor] = {}
         by_key = {f.key: f for f in folds}
 
