@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pandas as pd
 
 from dlrun.engines.runtime import quiet_tensorflow
 from dlrun.errors import InputError
@@ -37,9 +39,6 @@ from dlrun.store.io import read_summary
 from dlrun.store.layout import CONFIG
 from dlrun.store.lock import RunLock
 from dlrun.store.run_folder import RunFolder
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = ["Comparison", "RunResult", "compare", "load", "load_config", "run", "run_dir_for", "until_decided"]
 
@@ -176,10 +175,6 @@ def compare(*run_dirs: str | Path, metric: str | None = None, **options: Any) ->
     Raises:
         InputError: No run matches, or a run lacks the metric.
     """
-    import pandas as pd
-
-    from dlrun.evaluation import compare as cmp
-
     paths = cmp.expand_run_dirs([str(p) for p in run_dirs])
     result = cmp.compare([cmp.load_run(p) for p in paths], metric, **options)
     rows = []

@@ -34,7 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+import dlrun
+from dlrun.data.sources import CACHE_DIR_ENV, DATA_DIR_ENV
 from dlrun.errors import DlrunError, InputError, Interrupted
+from dlrun.store.signals import check_stop
 
 J = TypeVar("J")
 V = TypeVar("V")
@@ -211,9 +214,6 @@ def import_ray() -> Any:
 
 def _worker_env(local: bool) -> dict[str, str]:
     """Environment variables every worker gets (TensorFlow quiet, Keras backend, data folders)."""
-    import dlrun
-    from dlrun.data.sources import CACHE_DIR_ENV, DATA_DIR_ENV
-
     env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     if os.environ.get("KERAS_BACKEND"):
         env["KERAS_BACKEND"] = os.environ["KERAS_BACKEND"]
@@ -408,11 +408,9 @@ class RayExecutor:
     def _wait_one(self, refs: list[Any]) -> Any:
         """Block until one of ``refs`` is ready, waking often: a stop signal ends the wait (and
         ``map``'s ``finally`` cancels the tasks still out)."""
-        from dlrun.runs.lifecycle import check_stop  # the CLI routes SIGINT/SIGTERM to a flag checked here
-
         ray = self.ray()
         while True:
-            check_stop()
+            check_stop()  # the CLI routes SIGINT/SIGTERM to a flag checked here
             done, _ = ray.wait(refs, num_returns=1, timeout=_POLL_S)
             if done:
                 return done[0]

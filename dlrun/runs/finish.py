@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from dlrun.engines.runtime import usable_cores
 from dlrun.evaluation import stats
 from dlrun.evaluation.summary import headline_block
 from dlrun.protocol.jobs import Prepared, curve_units
@@ -101,8 +102,6 @@ class Finisher:
     def __init__(self, workers: int | None = None) -> None:
         # one helper per core, at most 4: on the 2-core reference machine a 40-trial Sonar search
         # took 46.6 s with 1 helper, 32.6 s with 2, 35.0 s with 3 and 41.0 s with 4 (45.0 s with none)
-        from dlrun.engines.runtime import usable_cores
-
         self.workers = workers or min(4, usable_cores())
         self._pool: Any = None
         self._futures: list[Any] = []

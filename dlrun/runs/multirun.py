@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlrun.data.sources import Dataset, load_dataset
+from dlrun.data.sources import CACHE_DIR_ENV, DATA_DIR_ENV, Dataset, load_dataset
 from dlrun.engines.runtime import quiet_tensorflow
 from dlrun.errors import Interrupted
 from dlrun.execution.executors import Executor, LocalExecutor, Resources, fetch, reason_of
@@ -209,8 +209,6 @@ def write_files(folder: Path, files: dict[str, bytes], shipped: dict[str, bytes]
 
 
 def _data_env() -> dict[str, str]:
-    from dlrun.data.sources import CACHE_DIR_ENV, DATA_DIR_ENV
-
     return {k: os.environ[k] for k in (DATA_DIR_ENV, CACHE_DIR_ENV) if os.environ.get(k)}
 
 
