@@ -41,7 +41,7 @@ from dlrun.runs.result import RunResult
 from dlrun.runs.train import run_train
 from dlrun.spec.schema import Spec
 from dlrun.store import io as report
-from dlrun.store import layout
+from dlrun.store.io import pack, unpack, write_files
 from dlrun.store.lock import RunLock
 from dlrun.store.run_folder import RunFolder, state_of
 from dlrun.store.signals import StopSignals
@@ -174,38 +174,6 @@ class RunSpec:
         except Exception as exc:  # a failure (or a bug) in one spec's run must not lose the others
             return SpecDone("failed", reason_of(exc), seconds=time.perf_counter() - t0)
         return SpecDone("finished", summary=outcome.summary, seconds=time.perf_counter() - t0)
-
-
-# ----------------------------------------------------------------------------- folders as bytes
-def pack(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` (relative POSIX path to bytes), the lock file aside."""
-    if not folder.is_dir():
-        return {}
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != layout.LOCK
-    }
-
-
-def unpack(folder: Path, files: dict[str, bytes]) -> None:
-    """Write ``files`` (from :func:`pack`) under ``folder``."""
-    for rel, data in files.items():
-        dest = folder / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
-
-
-def write_files(folder: Path, files: dict[str, bytes], shipped: dict[str, bytes]) -> None:
-    """Write a job's files into ``folder`` atomically (``state.json`` last) and remove the files
-    it was shipped and deleted (a cleared checkpoint)."""
-    for rel in sorted(files, key=lambda rel: (rel == layout.STATE, rel)):
-        with report.atomic_path(folder / rel) as tmp:
-            tmp.write_bytes(files[rel])
-    for rel in shipped:
-        if rel not in files:
-            with contextlib.suppress(FileNotFoundError):
-                (folder / rel).unlink()
 
 
 def _data_env() -> dict[str, str]:

@@ -13,6 +13,7 @@ its last line holds the SHA-256 of the bytes before it, verified on every read
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -414,3 +415,36 @@ class RunWriter:
         path = self.path / PLOTS / f"{name}.png"
         save_figure(fig, path)
         return path
+
+
+# ----------------------------------------------------------------------------- folders as bytes
+# A job that runs on another machine gets its folder as bytes and returns every file it wrote.
+def pack(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative POSIX path to bytes), the lock file aside."""
+    if not folder.is_dir():
+        return {}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != LOCK
+    }
+
+
+def unpack(folder: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (from :func:`pack`) under ``folder``."""
+    for rel, data in files.items():
+        dest = folder / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+
+
+def write_files(folder: Path, files: dict[str, bytes], shipped: dict[str, bytes]) -> None:
+    """Write a job's files into ``folder`` atomically (``state.json`` last) and remove the files
+    it was shipped and deleted (a cleared checkpoint)."""
+    for rel in sorted(files, key=lambda rel: (rel == STATE, rel)):
+        with atomic_path(folder / rel) as tmp:
+            tmp.write_bytes(files[rel])
+    for rel in shipped:
+        if rel not in files:
+            with contextlib.suppress(FileNotFoundError):
+                (folder / rel).unlink()

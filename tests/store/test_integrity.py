@@ -16,9 +16,9 @@ import pytest
 from conftest import run_main, tiny_spec, write_spec
 
 from dlrun.errors import CorruptFileError, InputError
-from dlrun.runs.locking import RunLock
 from dlrun.store import atomic, fingerprint, layout, signals
 from dlrun.store import io as report
+from dlrun.store.lock import RunLock
 from dlrun.store.run_folder import RunFolder, resume_command
 
 TIMING = ["seconds"]
