@@ -245,11 +245,12 @@ def test_racing_stages_record_the_stopped_trial_and_what_it_saved(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dlrun.runs import search
+    from dlrun.runs.search import optimize
 
     def stop_all_but_first(study: Any, live: list, *args: Any) -> list:
         return [(w, "stopped for the test") for w in live[1:]]
 
-    monkeypatch.setattr(search, "_race", stop_all_but_first)
+    monkeypatch.setattr(optimize, "race", stop_all_but_first)
     raw = search_spec(batch=2, racing=True)
     raw["evaluation"]["folds"] = 4
     raw["training"]["epochs"] = 1
@@ -267,8 +268,6 @@ def test_trials_differing_in_optimizer_scalars_train_as_one_program_with_cv_scor
     from dlrun.runs import search
     from dlrun.runs.cv import run_cv
 
-    if search._shared_api() is None:
-        pytest.skip("the stacked engine has no per-model hyperparameters here")
     raw = search_spec(batch=2)
     del raw["search"]["model.layers[0].Dense.units"]
     outcome = search.run_search(raw, tmp_path / "s")

@@ -82,7 +82,7 @@ def run_nested(
     helpers = Finisher() if n_inner >= HELPER_MIN_TRIALS else None  # one set for every inner search
     with helpers if helpers is not None else contextlib.nullcontext(None) as finisher:
         for of in outer_folds:
-            tag = f"r{of.repeat}f4{of.fold}"
+            tag = f"r{of.repeat}_f{of.fold}"
             reporter.note(f"outer fold {tag}: search on {len(of.train)} rows, test on {len(of.test)}")
             try:
                 outcome = run_search(
