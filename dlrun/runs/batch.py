@@ -13,7 +13,7 @@ from dlrun.errors import DlrunError, InputError, Interrupted
 from dlrun.evaluation.summary import Summary
 from dlrun.execution.executors import Executor, make_executor
 from dlrun.reporting import Reporter
-from dlrun.runs.multirun import SpecDone, SpecJob, run_spec_jobs
+from dlrun.runs.multirun import JobNotes, SpecDone, SpecJob, run_spec_jobs
 from dlrun.spec.schema import load_spec
 from dlrun.store import io as report
 from dlrun.store.layout import BATCH_CSV, SUMMARY_JSON
@@ -167,17 +167,11 @@ def run_batch(
                 continue
             yield SpecJob(n, spec, item.folder, str(item.config))
 
-    def on_start(job: SpecJob) -> None:
-        if runner is not None and runner.in_process:
-            note(f"[{job.index + 1}/{len(items)}] {job.label} -> {job.path}")
-
     def on_done(job: SpecJob, done: SpecDone) -> None:
         item = items[job.index]
         item.status, item.error, item.seconds = done.status, done.error, done.seconds
         if done.status == "finished":
             item.headline = Summary(done.summary).headline
-            if runner is not None and not runner.in_process:
-                note(f"[{job.index + 1}/{len(items)}] {item.config}: finished")
         else:
             note(f"{item.config}: {done.status}: {done.error}")
         _write(batch_dir, items)
@@ -189,15 +183,19 @@ def run_batch(
         _write(batch_dir, items)
         return items
     runner = make_executor(executor, first.spec.runtime)
-    if not runner.in_process:
-        note(f"{runner.name}: submitting up to {len(todo)} config(s)")
+    notes = JobNotes(
+        note,
+        f"submitting up to {len(todo)} config(s)",
+        lambda job: f"[{job.index + 1}/{len(items)}] {job.label} -> {job.path}",
+        lambda job: f"[{job.index + 1}/{len(items)}] {items[job.index].config}: finished",
+    )
 
     def all_jobs() -> Iterator[SpecJob]:
         yield first
         yield from pending
 
     try:
-        run_spec_jobs(runner, all_jobs(), on_done, argv=argv, fail_fast=fail_fast, reporter=reporter, on_start=on_start)
+        run_spec_jobs(runner, all_jobs(), on_done, argv=argv, fail_fast=fail_fast, reporter=reporter, notes=notes)
     except Interrupted:
         _write(batch_dir, items)
         raise RunsFolder(batch_dir, "batch").interrupted(argv) from None

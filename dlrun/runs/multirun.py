@@ -202,6 +202,29 @@ def data_key(spec: Spec) -> str:
 
 
 # ----------------------------------------------------------------------------- the driver
+@dataclass
+class JobNotes:
+    """The lines a sweep or batch says about its jobs; :func:`run_spec_jobs` picks them by where jobs run.
+
+    Attributes:
+        note: Where the lines go.
+        submitting: Said once before jobs are sent elsewhere (``submitting 3 point(s)``).
+        started: The line for a job as it starts in this process (its progress follows).
+        finished: The line for a job sent elsewhere when it comes back finished.
+    """
+
+    note: Callable[[str], None]
+    submitting: str
+    started: Callable[[SpecJob], str]
+    finished: Callable[[SpecJob], str]
+
+
+def runs_here(executor: Executor) -> bool:
+    """Whether ``executor`` runs a whole-spec job in this process: in its own folder, holding its
+    lock, its progress shown here; else the job's folder travels as bytes (see the module)."""
+    return executor.in_process
+
+
 def run_spec_jobs(
     executor: Executor,
     jobs: Iterable[SpecJob],
@@ -210,7 +233,7 @@ def run_spec_jobs(
     argv: list[str] | None = None,
     fail_fast: bool = False,
     reporter: Reporter | None = None,
-    on_start: Callable[[SpecJob], None] = lambda job: None,
+    notes: JobNotes | None = None,
 ) -> None:
     """Run every job on ``executor``; call ``on_done`` once per job as it ends.
 
@@ -221,14 +244,17 @@ def run_spec_jobs(
         argv: The command line, for each run's ``env.json``.
         fail_fast: After the first failure, cancel the jobs still out and take no more.
         reporter: Progress of jobs that run in this process.
-        on_start: Called as each job is taken.
+        notes: What to say as jobs are sent, start and come back.
 
     Raises:
         InputError: A job asks for more than any node offers, or its folder is in use.
         Interrupted: Ctrl-C or SIGTERM (jobs still out are cancelled, marked and reported).
     """
+    here = runs_here(executor)
+    if notes is not None and not here:
+        notes.note(f"{executor.name}: {notes.submitting}")
     fn = RunSpec(
-        in_place=executor.in_process,
+        in_place=here,
         argv=list(argv if argv is not None else sys.argv),
         cwd=os.getcwd(),
         data_env=_data_env(),
@@ -244,7 +270,7 @@ def run_spec_jobs(
             lock.__exit__(None, None, None)
 
     def mark(job: SpecJob, placeholder: dict[str, Any], status: str, error: str) -> None:
-        if executor.in_process:
+        if here:
             return  # a run in this process marks its own folder (and a folder it could not lock is not ours)
         if state_of(job.path).get("status") not in (None, "running"):
             return  # the worker's own state came back and says how it ended
@@ -262,7 +288,7 @@ def run_spec_jobs(
                     shared[key] = None
             job.data = shared[key]
             placeholder: dict[str, Any] = {}
-            if not executor.in_process:
+            if not here:
                 executor.slots(Resources.of(job.spec.runtime))  # refuse a size no node offers
                 lock = RunLock(job.path)
                 lock.__enter__()
@@ -280,7 +306,8 @@ def run_spec_jobs(
                 }
                 RunFolder(job.path).write_state(placeholder)
             out[job.index] = (job, placeholder)
-            on_start(job)
+            if notes is not None and here:
+                notes.note(notes.started(job))
             yield job
 
     def stop_all(status: str, error: str) -> None:
@@ -310,6 +337,8 @@ def run_spec_jobs(
                 if done.status == "failed":
                     mark(job, placeholder, "failed", done.error)
                 release(job)
+                if notes is not None and not here and done.status == "finished":
+                    notes.note(notes.finished(job))
                 on_done(job, done)
                 if done.status == "failed" and fail_fast:
                     outcomes.close()

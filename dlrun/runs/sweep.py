@@ -24,7 +24,7 @@ from dlrun.runs._engine_shim import choose_engine, share_groups
 from dlrun.runs.cv import run_cv
 from dlrun.runs.finish import Finisher
 from dlrun.runs.grid import SweepPoint, expand, folder_value, grid_as_search, parse_grid, short_key
-from dlrun.runs.multirun import SpecDone, SpecJob, data_key, run_spec_jobs
+from dlrun.runs.multirun import JobNotes, SpecDone, SpecJob, data_key, run_spec_jobs, runs_here
 from dlrun.runs.packing import Programs, TrialWork, finish_failed, train_trials
 from dlrun.spec.schema import Spec
 from dlrun.store import io as report
@@ -90,35 +90,34 @@ def run_sweep(
             todo.append(SpecJob(i, point.spec, path, point.folder))
     packing: dict[str, Any] = {}
     interrupted = False
-    if todo and runner.in_process:
+    if todo and runs_here(runner):  # points sharing a program train together, in this process
         try:
             todo = _train_together(todo, points, rows, packing, note, reporter, argv, fail_fast)
         except Interrupted:
             interrupted, todo = True, []
-    if todo and not runner.in_process:
-        note(f"{runner.name}: submitting {len(todo)} point(s)")
 
     def jobs() -> Iterator[SpecJob]:
         yield from todo
 
-    def on_start(job: SpecJob) -> None:
-        if runner.in_process:
-            note(f"[{job.index + 1}/{len(points)}] {job.label}")
+    notes = JobNotes(
+        note,
+        f"submitting {len(todo)} point(s)",
+        lambda job: f"[{job.index + 1}/{len(points)}] {job.label}",
+        lambda job: f"[{job.index + 1}/{len(points)}] {points[job.index].folder}: finished",
+    )
 
     def on_done(job: SpecJob, done: SpecDone) -> None:
         point = points[job.index]
         row: dict[str, Any] = {**point.overrides, "folder": point.folder}
         if done.status == "finished":
             rows[job.index] = {**row, **_row_from_dir(job.path), "duration_s": round(done.seconds, 2)}
-            if not runner.in_process:
-                note(f"[{job.index + 1}/{len(points)}] {point.folder}: finished")
         else:
             rows[job.index] = {**row, "status": done.status, "error": done.error}
             note(f"{point.folder}: {done.status}: {done.error}")
 
     try:
         if todo:
-            run_spec_jobs(runner, jobs(), on_done, argv=argv, fail_fast=fail_fast, reporter=reporter, on_start=on_start)
+            run_spec_jobs(runner, jobs(), on_done, argv=argv, fail_fast=fail_fast, reporter=reporter, notes=notes)
     except Interrupted:
         interrupted = True
     ordered = [rows[i] for i in sorted(rows)]
