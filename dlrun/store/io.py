@@ -303,17 +303,6 @@ class RunWriter:
         """``env.json``: versions, device, seed, command line."""
         write_json(self.file(ENV), env)
 
-    def read_state(self) -> dict[str, Any] | None:
-        """``state.json`` or None; an unreadable one (truncated) counts as ``{}``: it is rewritten."""
-        p = self.file(STATE)
-        if not p.exists():
-            return None
-        try:
-            state = read_json(p)
-        except CorruptFileError:
-            return {}
-        return state if isinstance(state, dict) else {}
-
     def write_state(self, state: dict[str, Any]) -> None:
         """``state.json``: status and progress, rewritten atomically."""
         state = dict(state)

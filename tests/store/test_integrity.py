@@ -230,7 +230,7 @@ def test_a_truncated_state_json_keeps_the_run_visible(runs: dict[str, Path], tmp
     assert found[0].status == "dead" and cleanable(found)
     code, out, _ = run_main(["status", tmp_path], capsys)
     assert code == 0 and "dead" in out
-    assert report.RunWriter(cv).read_state() == {}
+    assert RunFolder(cv).read_state() == {}
 
 
 # ----------------------------------------------------------------------------- fingerprint
