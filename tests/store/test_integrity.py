@@ -341,7 +341,7 @@ def test_a_full_disk_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     def full(*args: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report.os, "replace", full)
+    monkeypatch.setattr(atomic.os, "replace", full)
     with pytest.raises(InputError, match=r"a\.json.*disk is full") as info:
         report.write_json(tmp_path / "a.json", {"a": 1})
     assert info.value.exit_code == 2
