@@ -19,51 +19,31 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
+
+from dlrun.engines.runtime import quiet_tensorflow
 from dlrun.errors import InputError
+from dlrun.evaluation import compare as cmp
+from dlrun.execution.executors import Executor
+from dlrun.protocol.splits import AUTO_CHUNK
+from dlrun.reporting import Reporter
+from dlrun.runs.adaptive import extend_repeats, with_repeats
+from dlrun.runs.cv import run_cv
+from dlrun.runs.multirun import run_spec
+from dlrun.runs.result import RunResult
+from dlrun.runs.train import check_smoothing
+from dlrun.spec.schema import Spec, apply_overrides, load_spec, read_yaml, resolved_dict, validate
+from dlrun.store.io import read_summary
+from dlrun.store.layout import CONFIG
+from dlrun.store.lock import RunLock
+from dlrun.store.run_folder import RunFolder
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from dlrun.execution.executors import Executor
-    from dlrun.reporting import Reporter
-    from dlrun.spec.schema import Spec
+__all__ = ["Comparison", "RunResult", "compare", "load", "load_config", "run", "run_dir_for", "until_decided"]
 
 
 # ----------------------------------------------------------------------------- results
-@dataclass
-class RunResult:
-    """A finished run, as read from its folder.
-
-    Attributes:
-        path: The run folder.
-        summary: The content of ``summary.json``.
-        scores: ``scores.csv`` for a cv run (one row per repeat and fold); for a train run one row
-            with the held-out, ``train_`` and ``baseline_`` value of each metric.
-        history: ``history.csv``: one row per epoch (and, for cv, per repeat and fold).
-        headline: The sentence the CLI prints under its table ("" when the run has none).
-    """
-
-    path: Path
-    summary: dict[str, Any]
-    scores: pd.DataFrame
-    history: pd.DataFrame
-    headline: str
-
-    @property
-    def main_metric(self) -> str | None:
-        """The metric of the headline."""
-        m = self.summary.get("main_metric")
-        return None if m is None else str(m)
-
-    def estimate(self, metric: str | None = None) -> Any:
-        """The reported value of ``metric`` (default: the main one) as a :class:`~dlrun.evaluation.summary.Estimate`."""
-        from dlrun.evaluation.summary import Summary
-
-        return Summary(self.summary).estimate(metric)
-
-
 @dataclass
 class Comparison:
     """What ``dlrun compare`` reports, as data.
@@ -91,8 +71,6 @@ def load_config(config: str | Path | Mapping[str, Any] | Spec, overrides: list[s
         SpecError: The spec (with the overrides) is not valid.
         InputError: The file cannot be read.
     """
-    from dlrun.spec.schema import Spec, apply_overrides, load_spec, resolved_dict, validate
-
     sets = list(overrides or [])
     if isinstance(config, Spec):
         return validate(apply_overrides(resolved_dict(config), sets)) if sets else config
@@ -125,33 +103,8 @@ def run_dir_for(
         InputError: ``resume`` without ``out``; ``out`` is a file, or holds a run and ``resume`` is off;
             the spec's mode belongs to the other command.
     """
-    from dlrun.store import io as report
-    from dlrun.store import layout
-
-    if command is not None:
-        from dlrun.runs.record import check_command
-
-        check_command(spec, command)
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise InputError(f"--out '{out}' is a file; give a folder")
-    error = report.reclaim_failed_run(Path(out)) if out is not None else None
-    if error is not None and note is not None:
-        note(report.afresh_note(out, error))
-    if resume:
-        if out is None:
-            raise InputError("--resume needs --out RUN_DIR: the run directory to continue")
-        path = Path(out)
-        path.mkdir(parents=True, exist_ok=True)  # a missing folder starts fresh, so scripts can always resume
-        return path
-    if out is not None:
-        path = Path(out)
-        if (path / layout.STATE).exists():
-            raise InputError(
-                f"--out '{path}' already holds a run; add --resume to continue it, or choose another folder"
-            )
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    return report.new_run_dir(spec.output_dir, spec.name)
+    with RunFolder.open(spec, out, resume, command=command, note=note) as folder:
+        return folder.path
 
 
 # ----------------------------------------------------------------------------- the three calls
@@ -186,26 +139,16 @@ def run(
         RunError: Training failed (exit 1).
         Interrupted: Ctrl-C or SIGTERM; the run can be resumed (exit 130).
     """
-    from dlrun.engines.runtime import quiet_tensorflow
-    from dlrun.runs.cv import run_cv
-    from dlrun.runs.locking import RunLock
-    from dlrun.runs.runner import execute
-    from dlrun.runs.train import check_smoothing, run_train
-
     spec = load_config(config, overrides)
     if command not in (None, "train", "cv"):
         raise InputError(f"command must be train, cv or None, got '{command}'")
     check_smoothing(smoothing)
     quiet_tensorflow()
-    path = run_dir_for(spec, out, resume, command, note=reporter.note if reporter is not None else None)
-    if command is None:
-        outcome = execute(spec, path, reporter, argv=argv, smoothing=smoothing, executor=executor, plot_helper=True)
-    elif command == "train":
-        with RunLock(path):
-            outcome = run_train(spec, path, reporter, argv=argv, smoothing=smoothing)
-    else:
-        with RunLock(path):
-            outcome = run_cv(spec, path, reporter, argv=argv, executor=executor, plot_helper=True)
+    note = reporter.note if reporter is not None else None
+    with RunFolder.open(spec, out, resume, command=command, note=note) as folder:
+        outcome = run_spec(
+            spec, folder.path, reporter, argv=argv, smoothing=smoothing, executor=executor, plot_helper=True
+        )
     return load(outcome.path)
 
 
@@ -216,24 +159,9 @@ def load(run_dir: str | Path) -> RunResult:
         InputError: The folder has no ``summary.json`` (not a finished run), or it is not a JSON
             object with ``mode`` and ``metrics``.
     """
-    import pandas as pd
-
-    from dlrun.evaluation.summary import Summary
-    from dlrun.store import layout
-    from dlrun.store.io import read_summary
-
     path = Path(run_dir)
     summary = read_summary(path)
-    if (path / layout.SCORES).is_file():
-        scores = pd.read_csv(path / layout.SCORES)
-    else:  # a train run: its one held-out score per metric, as one row
-        row: dict[str, Any] = {}
-        for key, prefix in (("metrics", ""), ("train_metrics", "train_")):
-            row.update({f"{prefix}{m}": v for m, v in (summary.get(key) or {}).items()})
-        row.update({f"baseline_{m}": v for m, v in ((summary.get("baseline") or {}).get("metrics") or {}).items()})
-        scores = pd.DataFrame([row]) if row else pd.DataFrame()
-    history = pd.read_csv(path / layout.HISTORY) if (path / layout.HISTORY).is_file() else pd.DataFrame()
-    return RunResult(path, summary, scores, history, Summary(summary).headline)
+    return RunResult(path, summary, str(summary.get("engine") or ""))
 
 
 def compare(*run_dirs: str | Path, metric: str | None = None, **options: Any) -> Comparison:
@@ -247,10 +175,6 @@ def compare(*run_dirs: str | Path, metric: str | None = None, **options: Any) ->
     Raises:
         InputError: No run matches, or a run lacks the metric.
     """
-    import pandas as pd
-
-    from dlrun.evaluation import compare as cmp
-
     paths = cmp.expand_run_dirs([str(p) for p in run_dirs])
     result = cmp.compare([cmp.load_run(p) for p in paths], metric, **options)
     rows = []
@@ -297,13 +221,6 @@ def until_decided(
     Raises:
         InputError: Not exactly two runs, runs not on identical splits, or a run that cannot grow.
     """
-    from dlrun.evaluation import compare as cmp
-    from dlrun.protocol.splits import AUTO_CHUNK
-    from dlrun.runs import cv as runner
-    from dlrun.runs.locking import RunLock
-    from dlrun.spec.schema import read_yaml, validate
-    from dlrun.store.io import CONFIG
-
     if len(paths) != 2:
         raise InputError(f"--until-decided compares exactly two runs; got {len(paths)}")
     if max_repeats < 1:
@@ -331,7 +248,7 @@ def until_decided(
             spec = validate(read_yaml(Path(p) / CONFIG), source=str(Path(p) / CONFIG))
             if spec.evaluation.mode not in ("kfold", "repeated_kfold", "repeated_split"):
                 raise InputError(f"--until-decided needs cross-validation runs; {p} has mode {spec.evaluation.mode}")
-            more = runner.with_repeats(spec, more_reps)
+            more = with_repeats(spec, more_reps)
             with RunLock(Path(p)):
-                prep = runner.extend_repeats(more, Path(p), reporter)
-                runner.run_cv(more, Path(p), reporter, prep=prep)
+                prep = extend_repeats(more, Path(p), reporter)
+                run_cv(more, Path(p), reporter, prep=prep)

@@ -206,6 +206,12 @@ class PickledExecutor(LocalExecutor):
     def slots(self, resources: Resources) -> int:
         return 2
 
+    def sink(self, callback: Any) -> Any:
+        return None
+
+    def driver_runtime(self, runtime: Any) -> Any:
+        return runtime
+
     def map(self, fn: Any, jobs: Any, *, resources: Any = None, window: int | None = None) -> Any:
         import pickle
 

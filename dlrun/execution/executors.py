@@ -34,7 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+import dlrun
+from dlrun.data.sources import CACHE_DIR_ENV, DATA_DIR_ENV
 from dlrun.errors import DlrunError, InputError, Interrupted
+from dlrun.store.signals import check_stop
 
 J = TypeVar("J")
 V = TypeVar("V")
@@ -108,6 +111,14 @@ class Executor(Protocol):
         """A handle to a large read-only value that jobs can carry cheaply (see :func:`fetch`)."""
         ...
 
+    def sink(self, callback: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+        """The progress callback a job can call: ``callback`` where jobs run in this process, else None."""
+        ...
+
+    def driver_runtime(self, runtime: Any) -> Any:
+        """The runtime section this (driving) process sets itself up with."""
+        ...
+
     def map(
         self,
         fn: Callable[[J], Iterable[V]],
@@ -164,6 +175,14 @@ class LocalExecutor:
         """The value itself."""
         return value
 
+    def sink(self, callback: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+        """``callback``: jobs run here, so they can report progress."""
+        return callback
+
+    def driver_runtime(self, runtime: Any) -> Any:
+        """``runtime`` itself: the jobs train in this process."""
+        return runtime
+
     def map(
         self,
         fn: Callable[[J], Iterable[V]],
@@ -195,9 +214,6 @@ def import_ray() -> Any:
 
 def _worker_env(local: bool) -> dict[str, str]:
     """Environment variables every worker gets (TensorFlow quiet, Keras backend, data folders)."""
-    import dlrun
-    from dlrun.data.sources import CACHE_DIR_ENV, DATA_DIR_ENV
-
     env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     if os.environ.get("KERAS_BACKEND"):
         env["KERAS_BACKEND"] = os.environ["KERAS_BACKEND"]
@@ -289,6 +305,14 @@ class RayExecutor:
         self.resources = resources or Resources()
         self.num_cpus_local = num_cpus_local
         self._remotes: dict[Resources, Any] = {}
+
+    def sink(self, callback: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+        """None: a task in another process cannot reach this process's console."""
+        return None
+
+    def driver_runtime(self, runtime: Any) -> Any:
+        """Jobs train on their own devices: a GPU asked for is theirs, not this process's."""
+        return runtime.model_copy(update={"device": "auto"}) if runtime.device == "gpu" else runtime
 
     def ray(self) -> Any:
         """The ``ray`` module, initialised (joined or started) on first use."""
@@ -384,11 +408,9 @@ class RayExecutor:
     def _wait_one(self, refs: list[Any]) -> Any:
         """Block until one of ``refs`` is ready, waking often: a stop signal ends the wait (and
         ``map``'s ``finally`` cancels the tasks still out)."""
-        from dlrun.runs.lifecycle import check_stop  # the CLI routes SIGINT/SIGTERM to a flag checked here
-
         ray = self.ray()
         while True:
-            check_stop()
+            check_stop()  # the CLI routes SIGINT/SIGTERM to a flag checked here
             done, _ = ray.wait(refs, num_returns=1, timeout=_POLL_S)
             if done:
                 return done[0]

@@ -8,23 +8,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from dlrun.data.preprocessing import Preprocessor
-from dlrun.data.sources import Dataset, load_dataset
+from dlrun.data.sources import Dataset, check_usable, load_dataset
 from dlrun.engines.base import FitJob, FitResult
 from dlrun.engines.keras_build import default_eval_metrics
 from dlrun.errors import InputError, RunError, SpecError
 from dlrun.evaluation.scoring import baseline_scores, check_metrics, score
-from dlrun.protocol.splits import Fold, make_folds
-from dlrun.reporting import NullReporter, Reporter
+from dlrun.protocol.splits import Fold, make_folds, source_test_fold
+from dlrun.reporting import NullReporter, Reporter, label_transformed_target, transformed_target_note
 from dlrun.spec.schema import Spec
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass
@@ -69,14 +66,10 @@ def prepare(spec: Spec, reporter: Reporter | None = None, data: Dataset | None =
         classes = np.unique(labels)
     metrics = spec.evaluation.metrics or default_eval_metrics(task)
     check_metrics(metrics, task)
-    from dlrun.data.sources import check_usable
-
     loss = spec.compile.loss_entry
     check_usable(data, impute=spec.preprocessing.impute, loss=loss[0] if loss else None, task=task)
     try:
-        if getattr(spec.evaluation, "test_rows", "split") == "source" and data.test_rows is not None:
-            from dlrun.protocol.splits import source_test_fold
-
+        if spec.evaluation.test_rows == "source" and data.test_rows is not None:
             folds = [source_test_fold(spec.evaluation, len(data.y), data.test_rows, labels, task, spec.seed)]
         else:
             folds = make_folds(spec.evaluation, len(data.y), labels, task, spec.seed)
@@ -260,8 +253,6 @@ def folds_table(folds: list[Fold]) -> pd.DataFrame:
 
 def label_logs(prep: Prepared, reporter: Reporter) -> Reporter:
     """Mark logged per-epoch values as being on the transformed target, where they are."""
-    from dlrun.reporting import label_transformed_target
-
     return label_transformed_target(
         reporter, prep.spec.preprocessing.target.transform, prep.data.target_names, prep.task
     )
@@ -269,6 +260,4 @@ def label_logs(prep: Prepared, reporter: Reporter) -> Reporter:
 
 def curve_units(prep: Prepared) -> str:
     """What Keras' per-epoch loss and metrics are measured in when the target is transformed."""
-    from dlrun.reporting import transformed_target_note
-
     return transformed_target_note(prep.spec.preprocessing.target.transform, prep.data.target_names, prep.task)

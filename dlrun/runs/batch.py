@@ -6,21 +6,20 @@ import glob
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from dlrun.errors import DlrunError, InputError, Interrupted
 from dlrun.evaluation.summary import Summary
-from dlrun.runs import lifecycle
-from dlrun.runs.locking import holding_lock
+from dlrun.execution.executors import Executor, make_executor
+from dlrun.reporting import Reporter
+from dlrun.runs.multirun import JobNotes, SpecDone, SpecJob, run_spec_jobs
+from dlrun.spec.schema import load_spec
 from dlrun.store import io as report
-from dlrun.store.layout import BATCH_CSV, STATE, SUMMARY_JSON
-
-if TYPE_CHECKING:
-    from dlrun.execution.executors import Executor
-    from dlrun.reporting import Reporter
-    from dlrun.runs.multirun import SpecDone, SpecJob
+from dlrun.store.layout import BATCH_CSV, SUMMARY_JSON
+from dlrun.store.lock import holding_lock
+from dlrun.store.run_folder import RunsFolder
+from dlrun.store.signals import stop_requested
 
 
 def expand_configs(patterns: list[str]) -> list[Path]:
@@ -72,15 +71,11 @@ def previous_status(item: BatchItem, n: int, total: int, resume: bool, note: Cal
     Raises:
         InputError: The folder holds a run and ``resume`` was not asked for.
     """
-    state_path = item.folder / STATE
     error = report.reclaim_failed_run(item.folder)
     if error is not None:  # no result to keep: the (fixed) config starts afresh there
         note(f"[{n + 1}/{total}] {report.afresh_note(item.config, error)}")
         return None
-    try:
-        status = report.read_json(state_path).get("status") if state_path.exists() else None
-    except (InputError, AttributeError):  # truncated state.json: an unfinished run
-        status = "running"
+    status = RunsFolder.run_status(item.folder)  # a truncated state.json: an unfinished run
     if status == "finished" and resume:
         item.status = "finished"
         item.headline, item.seconds = earlier_result(item.folder)
@@ -101,7 +96,7 @@ def earlier_result(folder: Path) -> tuple[str, float]:
     except (OSError, InputError, KeyError, TypeError, ValueError):
         pass
     try:
-        state = report.read_json(folder / STATE)
+        state = RunsFolder.run_state(folder)
         ended, started = dt.datetime.fromisoformat(state["ended"]), dt.datetime.fromisoformat(state["started"])
         seconds = (ended - started).total_seconds()
     except (OSError, InputError, KeyError, TypeError, ValueError):
@@ -143,10 +138,6 @@ def run_batch(
         InputError: A config's folder already holds a run and ``resume`` is off.
         Interrupted: Ctrl-C or SIGTERM (configs still out are cancelled and marked).
     """
-    from dlrun.execution.executors import make_executor
-    from dlrun.runs.multirun import SpecJob, run_spec_jobs
-    from dlrun.spec.schema import load_spec
-
     items = plan_items(configs, batch_dir)
     todo: list[int] = []
     for n, item in enumerate(items):
@@ -176,17 +167,11 @@ def run_batch(
                 continue
             yield SpecJob(n, spec, item.folder, str(item.config))
 
-    def on_start(job: SpecJob) -> None:
-        if runner is not None and runner.in_process:
-            note(f"[{job.index + 1}/{len(items)}] {job.label} -> {job.path}")
-
     def on_done(job: SpecJob, done: SpecDone) -> None:
         item = items[job.index]
         item.status, item.error, item.seconds = done.status, done.error, done.seconds
         if done.status == "finished":
             item.headline = Summary(done.summary).headline
-            if runner is not None and not runner.in_process:
-                note(f"[{job.index + 1}/{len(items)}] {item.config}: finished")
         else:
             note(f"{item.config}: {done.status}: {done.error}")
         _write(batch_dir, items)
@@ -198,23 +183,25 @@ def run_batch(
         _write(batch_dir, items)
         return items
     runner = make_executor(executor, first.spec.runtime)
-    if not runner.in_process:
-        note(f"{runner.name}: submitting up to {len(todo)} config(s)")
+    notes = JobNotes(
+        note,
+        f"submitting up to {len(todo)} config(s)",
+        lambda job: f"[{job.index + 1}/{len(items)}] {job.label} -> {job.path}",
+        lambda job: f"[{job.index + 1}/{len(items)}] {items[job.index].config}: finished",
+    )
 
     def all_jobs() -> Iterator[SpecJob]:
         yield first
         yield from pending
 
     try:
-        run_spec_jobs(runner, all_jobs(), on_done, argv=argv, fail_fast=fail_fast, reporter=reporter, on_start=on_start)
+        run_spec_jobs(runner, all_jobs(), on_done, argv=argv, fail_fast=fail_fast, reporter=reporter, notes=notes)
     except Interrupted:
         _write(batch_dir, items)
-        raise Interrupted(
-            f"batch interrupted; resume with: {lifecycle.resume_command(argv, batch_dir, 'batch')}"
-        ) from None
+        raise RunsFolder(batch_dir, "batch").interrupted(argv) from None
     _write(batch_dir, items)
-    if lifecycle.stop_requested():  # between configs or while batch.csv was written
-        raise Interrupted(f"batch interrupted; resume with: {lifecycle.resume_command(argv, batch_dir, 'batch')}")
+    if stop_requested():  # between configs or while batch.csv was written
+        raise RunsFolder(batch_dir, "batch").interrupted(argv)
     return items
 
 

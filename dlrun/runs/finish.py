@@ -13,19 +13,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
+from dlrun.engines.runtime import usable_cores
 from dlrun.evaluation import stats
 from dlrun.evaluation.summary import headline_block
 from dlrun.protocol.jobs import Prepared, curve_units
-from dlrun.runs import lifecycle
-from dlrun.runs.record import mark_failed
 from dlrun.store import io as report
-
-if TYPE_CHECKING:
-    pass
+from dlrun.store.run_folder import RunFolder
+from dlrun.store.signals import check_stop
 
 
 def finish_cv_folder(
@@ -37,14 +35,14 @@ def finish_cv_folder(
     state: dict[str, Any],
 ) -> None:
     """The last step of a cv run handed to a :class:`Finisher`: plots, ``report.html``, then ``finished``."""
-    writer = report.RunWriter(run_dir)
+    folder = RunFolder(run_dir)
     try:
-        cv_plots(ctx, writer, scores, history, summary)
+        cv_plots(ctx, folder.writer, scores, history, summary)
     except BaseException as exc:
-        mark_failed(writer, state, exc)
+        folder.mark_failed(state, exc)
         raise
-    writer.write_state(state)
-    writer.append_progress({"event": "finished"})
+    folder.write_state(state)
+    folder.append_progress({"event": "finished"})
 
 
 def helper_warm() -> None:
@@ -104,8 +102,6 @@ class Finisher:
     def __init__(self, workers: int | None = None) -> None:
         # one helper per core, at most 4: on the 2-core reference machine a 40-trial Sonar search
         # took 46.6 s with 1 helper, 32.6 s with 2, 35.0 s with 3 and 41.0 s with 4 (45.0 s with none)
-        from dlrun.engines.runtime import usable_cores
-
         self.workers = workers or min(4, usable_cores())
         self._pool: Any = None
         self._futures: list[Any] = []
@@ -138,7 +134,7 @@ class Finisher:
             try:
                 self._futures[0].result(timeout=0.25)
             except TimeoutError:
-                lifecycle.check_stop()
+                check_stop()
                 continue
             self._futures.pop(0)
 

@@ -30,12 +30,52 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dlrun.data.sources import CACHE_DIR_ENV, DATA_DIR_ENV, Dataset, load_dataset
+from dlrun.engines.runtime import quiet_tensorflow
 from dlrun.errors import Interrupted
 from dlrun.execution.executors import Executor, LocalExecutor, Resources, fetch, reason_of
+from dlrun.protocol.jobs import prepare
 from dlrun.reporting import Reporter
+from dlrun.runs.cv import run_cv
+from dlrun.runs.result import RunResult
+from dlrun.runs.train import run_train
 from dlrun.spec.schema import Spec
 from dlrun.store import io as report
-from dlrun.store import layout
+from dlrun.store.io import pack, unpack, write_files
+from dlrun.store.lock import RunLock
+from dlrun.store.run_folder import RunFolder, state_of
+from dlrun.store.signals import StopSignals
+
+
+def run_spec(
+    spec: Spec,
+    run_dir: Path,
+    reporter: Reporter | None = None,
+    *,
+    argv: list[str] | None = None,
+    smoothing: float = 0.0,
+    executor: str | Executor | None = None,
+    data: Dataset | None = None,
+    plot_helper: bool = False,
+) -> RunResult:
+    """Run a spec with the command of its mode (``train`` or ``cv``) in ``run_dir``, whose lock the caller holds.
+
+    A run directory that already holds saved folds or a checkpoint is continued.
+
+    Args:
+        spec: The validated spec.
+        run_dir: The run directory.
+        reporter: Progress sink.
+        argv: The command line, for ``env.json``.
+        smoothing: Smoothing of plotted curves (train).
+        executor: Where cv folds train (default: ``runtime.executor``); train runs here.
+        data: The dataset, already loaded (else it is loaded from ``spec.data``).
+        plot_helper: See :func:`dlrun.runs.cv.run_cv`.
+    """
+    if spec.is_cv:
+        prep = prepare(spec, reporter, data=data) if data is not None else None
+        return run_cv(spec, run_dir, reporter, argv=argv, prep=prep, executor=executor, plot_helper=plot_helper)
+    return run_train(spec, run_dir, reporter, argv=argv, smoothing=smoothing, data=data)
 
 
 @dataclass
@@ -105,8 +145,6 @@ class RunSpec:
         if self.in_place:
             yield self._run(job, job.path)
             return
-        from dlrun.engines.runtime import quiet_tensorflow
-
         quiet_tensorflow()
         old_cwd = os.getcwd()
         with tempfile.TemporaryDirectory(prefix="dlrun-job-") as tmp, contextlib.ExitStack() as stack:
@@ -124,12 +162,13 @@ class RunSpec:
         yield done
 
     def _run(self, job: SpecJob, run_dir: Path) -> SpecDone:
-        from dlrun.runs.runner import execute
-
         t0 = time.perf_counter()
         try:
             data = fetch(job.data) if job.data is not None else None
-            outcome = execute(job.spec, run_dir, self.reporter, argv=self.argv, executor=LocalExecutor(), data=data)
+            with RunLock(run_dir):
+                outcome = run_spec(
+                    job.spec, run_dir, self.reporter, argv=self.argv, executor=LocalExecutor(), data=data
+                )
         except Interrupted:
             raise
         except Exception as exc:  # a failure (or a bug) in one spec's run must not lose the others
@@ -137,41 +176,7 @@ class RunSpec:
         return SpecDone("finished", summary=outcome.summary, seconds=time.perf_counter() - t0)
 
 
-# ----------------------------------------------------------------------------- folders as bytes
-def pack(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` (relative POSIX path to bytes), the lock file aside."""
-    if not folder.is_dir():
-        return {}
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != layout.LOCK
-    }
-
-
-def unpack(folder: Path, files: dict[str, bytes]) -> None:
-    """Write ``files`` (from :func:`pack`) under ``folder``."""
-    for rel, data in files.items():
-        dest = folder / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
-
-
-def write_files(folder: Path, files: dict[str, bytes], shipped: dict[str, bytes]) -> None:
-    """Write a job's files into ``folder`` atomically (``state.json`` last) and remove the files
-    it was shipped and deleted (a cleared checkpoint)."""
-    for rel in sorted(files, key=lambda rel: (rel == layout.STATE, rel)):
-        with report.atomic_path(folder / rel) as tmp:
-            tmp.write_bytes(files[rel])
-    for rel in shipped:
-        if rel not in files:
-            with contextlib.suppress(FileNotFoundError):
-                (folder / rel).unlink()
-
-
 def _data_env() -> dict[str, str]:
-    from dlrun.data.sources import CACHE_DIR_ENV, DATA_DIR_ENV
-
     return {k: os.environ[k] for k in (DATA_DIR_ENV, CACHE_DIR_ENV) if os.environ.get(k)}
 
 
@@ -192,17 +197,34 @@ def _use_env(env: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = old
 
 
-def state_of(path: Path) -> dict[str, Any]:
-    """A folder's ``state.json`` ({} when it has none)."""
-    p = path / layout.STATE
-    return dict(report.read_json(p)) if p.exists() else {}
-
-
-def _data_key(spec: Spec) -> str:
+def data_key(spec: Spec) -> str:
     return json.dumps([spec.data.model_dump(mode="json"), spec.seed], sort_keys=True, default=str)
 
 
 # ----------------------------------------------------------------------------- the driver
+@dataclass
+class JobNotes:
+    """The lines a sweep or batch says about its jobs; :func:`run_spec_jobs` picks them by where jobs run.
+
+    Attributes:
+        note: Where the lines go.
+        submitting: Said once before jobs are sent elsewhere (``submitting 3 point(s)``).
+        started: The line for a job as it starts in this process (its progress follows).
+        finished: The line for a job sent elsewhere when it comes back finished.
+    """
+
+    note: Callable[[str], None]
+    submitting: str
+    started: Callable[[SpecJob], str]
+    finished: Callable[[SpecJob], str]
+
+
+def runs_here(executor: Executor) -> bool:
+    """Whether ``executor`` runs a whole-spec job in this process: in its own folder, holding its
+    lock, its progress shown here; else the job's folder travels as bytes (see the module)."""
+    return executor.in_process
+
+
 def run_spec_jobs(
     executor: Executor,
     jobs: Iterable[SpecJob],
@@ -211,7 +233,7 @@ def run_spec_jobs(
     argv: list[str] | None = None,
     fail_fast: bool = False,
     reporter: Reporter | None = None,
-    on_start: Callable[[SpecJob], None] = lambda job: None,
+    notes: JobNotes | None = None,
 ) -> None:
     """Run every job on ``executor``; call ``on_done`` once per job as it ends.
 
@@ -222,18 +244,17 @@ def run_spec_jobs(
         argv: The command line, for each run's ``env.json``.
         fail_fast: After the first failure, cancel the jobs still out and take no more.
         reporter: Progress of jobs that run in this process.
-        on_start: Called as each job is taken.
+        notes: What to say as jobs are sent, start and come back.
 
     Raises:
         InputError: A job asks for more than any node offers, or its folder is in use.
         Interrupted: Ctrl-C or SIGTERM (jobs still out are cancelled, marked and reported).
     """
-    from dlrun.data.sources import load_dataset
-    from dlrun.runs.locking import RunLock
-    from dlrun.runs.record import StopSignals
-
+    here = runs_here(executor)
+    if notes is not None and not here:
+        notes.note(f"{executor.name}: {notes.submitting}")
     fn = RunSpec(
-        in_place=executor.in_process,
+        in_place=here,
         argv=list(argv if argv is not None else sys.argv),
         cwd=os.getcwd(),
         data_env=_data_env(),
@@ -249,17 +270,17 @@ def run_spec_jobs(
             lock.__exit__(None, None, None)
 
     def mark(job: SpecJob, placeholder: dict[str, Any], status: str, error: str) -> None:
-        if executor.in_process:
+        if here:
             return  # a run in this process marks its own folder (and a folder it could not lock is not ours)
         if state_of(job.path).get("status") not in (None, "running"):
             return  # the worker's own state came back and says how it ended
-        writer = report.RunWriter(job.path)
-        writer.write_state({**placeholder, "status": status, "error": error, "ended": report.now_iso()})
-        writer.append_progress({"event": status, "error": error})
+        folder = RunFolder(job.path)
+        folder.write_state({**placeholder, "status": status, "error": error, "ended": report.now_iso()})
+        folder.append_progress({"event": status, "error": error})
 
     def take() -> Iterator[SpecJob]:
         for job in jobs:
-            key = _data_key(job.spec)
+            key = data_key(job.spec)
             if key not in shared:
                 try:
                     shared[key] = executor.share(load_dataset(job.spec.data, seed=job.spec.seed))
@@ -267,7 +288,7 @@ def run_spec_jobs(
                     shared[key] = None
             job.data = shared[key]
             placeholder: dict[str, Any] = {}
-            if not executor.in_process:
+            if not here:
                 executor.slots(Resources.of(job.spec.runtime))  # refuse a size no node offers
                 lock = RunLock(job.path)
                 lock.__enter__()
@@ -283,9 +304,10 @@ def run_spec_jobs(
                     "started": old.get("started", report.now_iso()),
                     "executor": executor.name,
                 }
-                report.RunWriter(job.path).write_state(placeholder)
+                RunFolder(job.path).write_state(placeholder)
             out[job.index] = (job, placeholder)
-            on_start(job)
+            if notes is not None and here:
+                notes.note(notes.started(job))
             yield job
 
     def stop_all(status: str, error: str) -> None:
@@ -315,6 +337,8 @@ def run_spec_jobs(
                 if done.status == "failed":
                     mark(job, placeholder, "failed", done.error)
                 release(job)
+                if notes is not None and not here and done.status == "finished":
+                    notes.note(notes.finished(job))
                 on_done(job, done)
                 if done.status == "failed" and fail_fast:
                     outcomes.close()

@@ -7,196 +7,38 @@ sub-folder named by its overrides; ``sweep.csv`` and plots summarise them.
 from __future__ import annotations
 
 import contextlib
-import itertools
-import math
-import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
-import yaml
 
+from dlrun.data.sources import load_dataset
 from dlrun.errors import DlrunError, InputError, Interrupted, RunError, SpecError
 from dlrun.evaluation.summary import headline_block
-from dlrun.runs import lifecycle
-from dlrun.runs.locking import holding_lock
-from dlrun.spec.schema import Spec, apply_overrides, read_yaml, validate
+from dlrun.execution.executors import Executor, make_executor
+from dlrun.protocol.jobs import prepare
+from dlrun.protocol.splits import concrete_repeats
+from dlrun.reporting import NullReporter, Reporter
+from dlrun.runs._engine_shim import choose_engine, share_groups
+from dlrun.runs.cv import run_cv
+from dlrun.runs.finish import Finisher
+from dlrun.runs.grid import SweepPoint, expand, folder_value, grid_as_search, parse_grid, short_key
+from dlrun.runs.multirun import JobNotes, SpecDone, SpecJob, data_key, run_spec_jobs, runs_here
+from dlrun.runs.packing import Programs, TrialWork, finish_failed, train_trials
+from dlrun.spec.schema import Spec
 from dlrun.store import io as report
-from dlrun.store.layout import HISTORY, STATE, SUMMARY_JSON, SWEEP_CSV, SWEEP_STATE
+from dlrun.store.layout import HISTORY, SUMMARY_JSON, SWEEP_CSV, SWEEP_STATE
+from dlrun.store.lock import holding_lock
+from dlrun.store.run_folder import RunsFolder
+from dlrun.store.signals import stop_requested
 
-if TYPE_CHECKING:
-    from dlrun.execution.executors import Executor
-    from dlrun.reporting import Reporter
-    from dlrun.runs.multirun import SpecDone, SpecJob
-
-
-@dataclass(frozen=True)
-class SweepPoint:
-    """One combination of the grid.
-
-    Attributes:
-        overrides: ``{dotted.key: value}`` applied to the base spec.
-        folder: Sub-folder name, e.g. ``batch_size=16,learning_rate=0.01``.
-        spec: The validated spec of this point.
-    """
-
-    overrides: dict[str, Any]
-    folder: str
-    spec: Spec
-
-
-def parse_grid(items: list[str]) -> dict[str, list[Any]]:
-    """Parse ``--grid key=v1,v2,v3`` options; each value is read as YAML.
-
-    Raises:
-        SpecError: An item is not ``key=values`` or has no values.
-    """
-    grid: dict[str, list[Any]] = {}
-    for item in items:
-        if "=" not in item:
-            raise SpecError([("--grid", f"must look like key.path=v1,v2,..., got '{item}'")])
-        key, _, raw = item.partition("=")
-        values = [_yaml_value(v) for v in _split_values(raw)]
-        if not values:
-            raise SpecError([(f"--grid {key}", "needs at least one value")])
-        grid[key.strip()] = values
-    return grid
-
-
-def _grid(declared: dict[str, list[Any]] | None, grid_items: list[str]) -> dict[str, list[Any]]:
-    """The spec's ``sweep.grid`` updated by ``--grid`` items.
-
-    Raises:
-        InputError: The grid is empty.
-    """
-    grid = dict(declared or {})
-    grid.update(parse_grid(grid_items))
-    if not grid:
-        raise InputError("a sweep needs a grid: --grid key.path=v1,v2 or a sweep.grid section in the spec")
-    return grid
-
-
-def grid_as_search(config: Path, sets: list[str], grid_items: list[str]) -> dict[str, Any] | None:
-    """A sweep with ``evaluation.outer`` as the raw spec of a grid search, for nested cross-validation.
-
-    Nested cross-validation runs the whole selection inside each outer training part; for a sweep
-    the selection is "the best point of the grid", which is a search whose sampler walks the grid.
-    The grid (``sweep.grid`` plus ``--grid``) becomes ``search:`` entries of type ``categorical``
-    with ``sampler: grid`` and one trial per point.
-
-    Returns:
-        The raw spec (without ``sweep``, with ``search``), or None when the sweep has no ``evaluation.outer``.
-
-    Raises:
-        InputError: No grid, or a ``search`` section too (which of the two would be nested is unclear).
-    """
-    raw = apply_overrides(read_yaml(config), sets)
-    evaluation = raw.get("evaluation")
-    if not isinstance(evaluation, dict) or evaluation.get("outer") is None:
-        return None
-    sweep = raw.get("sweep")
-    grid = _grid(sweep.get("grid") if isinstance(sweep, dict) else None, grid_items)
-    if raw.get("search") is not None:
-        raise InputError(
-            f"{config} has a search section and a sweep grid with evaluation.outer: nested cross-validation "
-            "runs one of them; use `dlrun search` for the search, or remove the search section"
-        )
-    search: dict[str, Any] = {key: {"type": "categorical", "choices": list(values)} for key, values in grid.items()}
-    search.update(trials=math.prod(len(values) for values in grid.values()), sampler="grid")
-    out = {k: v for k, v in raw.items() if k != "sweep"}
-    out["search"] = search
-    return out
-
-
-def _split_values(raw: str) -> list[str]:
-    """Split on commas outside brackets, so ``[8,8],[16,16]`` gives two values."""
-    out, depth, cur = [], 0, ""
-    for ch in raw:
-        if ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        out.append(cur)
-    return [v.strip() for v in out if v.strip()]
-
-
-def _yaml_value(text: str) -> Any:
-    from dlrun.spec.schema import load_yaml_text
-
-    try:
-        return load_yaml_text(text)
-    except yaml.YAMLError:
-        return text
-
-
-def _short(key: str, keys: list[str]) -> str:
-    last = re.split(r"[.\[\]]+", key.strip("]"))[-1]
-    same = [k for k in keys if re.split(r"[.\[\]]+", k.strip("]"))[-1] == last]
-    return last if len(same) == 1 else key
-
-
-def _folder_value(v: Any) -> str:
-    text = (
-        yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip() if not isinstance(v, str) else v
-    )
-    return re.sub(r"[^A-Za-z0-9_.+\-]+", "_", text).strip("_") or "_"
-
-
-def expand(config: Path, sets: list[str], grid_items: list[str]) -> tuple[Spec, list[SweepPoint]]:
-    """Validate the base spec and every point of the grid (YAML ``sweep.grid`` plus ``--grid``).
-
-    Returns:
-        The base spec and the points in grid order (the last key varies fastest).
-
-    Raises:
-        SpecError: Every problem of every point, each path prefixed by the point's overrides.
-    """
-    raw = apply_overrides(read_yaml(config), sets)
-    base = validate(raw, source=str(config))
-    grid = _grid(base.sweep.grid if base.sweep else None, grid_items)
-    raw.pop("sweep", None)
-    keys = list(grid)
-    points: list[SweepPoint] = []
-    problems: list[tuple[str, str]] = []
-    for combo in itertools.product(*(grid[k] for k in keys)):
-        overrides = dict(zip(keys, combo))
-        label = ",".join(f"{_short(k, keys)}={_folder_value(v)}" for k, v in overrides.items())
-        try:
-            point_raw = apply_overrides(
-                raw,
-                [
-                    f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-                    for k, v in overrides.items()
-                ],
-            )
-            spec = validate(point_raw, source=str(config))
-        except SpecError as exc:
-            problems += [(f"[{label}] {p}", m) for p, m in exc.problems]
-            continue
-        spec = spec.model_copy(update={"sweep": None})
-        points.append(SweepPoint(overrides, label, spec))
-    if problems:
-        raise SpecError(problems, source=str(config))
-    return base, points
+__all__ = ["SWEEP_CSV", "SweepPoint", "expand", "grid_as_search", "parse_grid", "point_status", "run_sweep"]
 
 
 def point_status(path: Path) -> str:
     """``finished``, ``running``, ``failed``, ``interrupted`` or ``pending`` from the point's state."""
-    state = path / STATE
-    if not state.exists():
-        return "pending"
-    try:
-        return str(report.read_json(state).get("status", "pending"))
-    except (InputError, AttributeError):  # truncated: continued like an unfinished run
-        return "running"
+    return RunsFolder.run_status(path) or "pending"  # a truncated state: continued like an unfinished run
 
 
 @holding_lock("sweep_dir")
@@ -232,13 +74,11 @@ def run_sweep(
     Raises:
         Interrupted: Ctrl-C or SIGTERM (points still out are cancelled and marked).
     """
-    from dlrun.execution.executors import make_executor
-    from dlrun.runs.multirun import SpecJob, run_spec_jobs
-
     runner = make_executor(executor, base.runtime)
     writer = report.RunWriter(sweep_dir)
     listing = [{"folder": p.folder, "overrides": p.overrides} for p in points]
-    report.write_json(sweep_dir / SWEEP_STATE, {"name": base.name, "points": listing, "status": "running"})
+    folder = RunsFolder(sweep_dir, "sweep")
+    folder.write_status(SWEEP_STATE, {"name": base.name, "points": listing, "status": "running"})
     rows: dict[int, dict[str, Any]] = {}
     todo: list[SpecJob] = []
     for i, point in enumerate(points):
@@ -250,35 +90,34 @@ def run_sweep(
             todo.append(SpecJob(i, point.spec, path, point.folder))
     packing: dict[str, Any] = {}
     interrupted = False
-    if todo and runner.in_process:
+    if todo and runs_here(runner):  # points sharing a program train together, in this process
         try:
             todo = _train_together(todo, points, rows, packing, note, reporter, argv, fail_fast)
         except Interrupted:
             interrupted, todo = True, []
-    if todo and not runner.in_process:
-        note(f"{runner.name}: submitting {len(todo)} point(s)")
 
     def jobs() -> Iterator[SpecJob]:
         yield from todo
 
-    def on_start(job: SpecJob) -> None:
-        if runner.in_process:
-            note(f"[{job.index + 1}/{len(points)}] {job.label}")
+    notes = JobNotes(
+        note,
+        f"submitting {len(todo)} point(s)",
+        lambda job: f"[{job.index + 1}/{len(points)}] {job.label}",
+        lambda job: f"[{job.index + 1}/{len(points)}] {points[job.index].folder}: finished",
+    )
 
     def on_done(job: SpecJob, done: SpecDone) -> None:
         point = points[job.index]
         row: dict[str, Any] = {**point.overrides, "folder": point.folder}
         if done.status == "finished":
             rows[job.index] = {**row, **_row_from_dir(job.path), "duration_s": round(done.seconds, 2)}
-            if not runner.in_process:
-                note(f"[{job.index + 1}/{len(points)}] {point.folder}: finished")
         else:
             rows[job.index] = {**row, "status": done.status, "error": done.error}
             note(f"{point.folder}: {done.status}: {done.error}")
 
     try:
         if todo:
-            run_spec_jobs(runner, jobs(), on_done, argv=argv, fail_fast=fail_fast, reporter=reporter, on_start=on_start)
+            run_spec_jobs(runner, jobs(), on_done, argv=argv, fail_fast=fail_fast, reporter=reporter, notes=notes)
     except Interrupted:
         interrupted = True
     ordered = [rows[i] for i in sorted(rows)]
@@ -286,13 +125,11 @@ def run_sweep(
     writer.write_table(SWEEP_CSV, table)
     _sweep_plots(writer, table, points, sweep_dir)
     finished = len(ordered) == len(points) and all(r.get("status") == "finished" for r in ordered)
-    interrupted = interrupted or lifecycle.stop_requested()  # a signal while the table and plots were written
+    interrupted = interrupted or stop_requested()  # a signal while the table and plots were written
     status = "interrupted" if interrupted else ("finished" if finished else "failed")
-    report.write_json(
-        sweep_dir / SWEEP_STATE, {"name": base.name, "points": listing, "status": status, "packing": packing}
-    )
+    folder.write_status(SWEEP_STATE, {"name": base.name, "points": listing, "status": status, "packing": packing})
     if interrupted:
-        raise Interrupted(f"sweep interrupted; resume with: {lifecycle.resume_command(argv, sweep_dir, 'sweep')}")
+        raise folder.interrupted(argv)
     return table
 
 
@@ -321,26 +158,15 @@ def _train_together(
         The jobs left for the executor: points alone in their group, train modes, ``repeats:
         auto``, or points a previous run started with another engine.
     """
-    from dlrun.data.sources import load_dataset
-    from dlrun.engines import stacked
-    from dlrun.protocol.jobs import prepare
-    from dlrun.reporting import NullReporter
-    from dlrun.runs.cv import choose_engine_name, run_cv
-    from dlrun.runs.finish import Finisher
-    from dlrun.runs.multirun import _data_key
-    from dlrun.runs.search import Programs, TrialWork, _finish_failed, train_trials
-
     reporter = reporter or NullReporter()
 
     def eligible(job: SpecJob) -> bool:
-        ev = job.spec.evaluation
-        previous = report.read_json(job.path / STATE).get("engine") if (job.path / STATE).exists() else None
-        return (
-            job.spec.is_cv
-            and ev.repeats != "auto"
-            and job.spec.runtime.engine in ("auto", "stacked")
-            and previous in (None, "none", "stacked")
-        )
+        return job.spec.is_cv and job.spec.evaluation.repeats != "auto"
+
+    def shares(w: TrialWork, path: Path) -> bool:
+        # a point a previous run started keeps that run's engine (resume ends with its exact results)
+        previous = RunsFolder.run_state(path).get("engine")
+        return choose_engine(w.spec, w.prep.task, previous=previous).shares_programs
 
     candidates = [j for j in todo if eligible(j)]
     programs = Programs()
@@ -351,13 +177,13 @@ def _train_together(
     # a sweep of many points draws their plots in helper processes (see Finisher)
     helpers = Finisher() if len(candidates) >= HELPER_MIN_POINTS else None
     with helpers if helpers is not None else contextlib.nullcontext(None) as fin:
-        for group in stacked.shared_groups([j.spec for j in candidates]):
+        for group in share_groups([j.spec for j in candidates]):
             if len(group) < 2:
                 continue
             jobs = [candidates[i] for i in group]
             first = jobs[0].spec
             try:
-                key = _data_key(first)  # groups on the same data load it once, as run_spec_jobs does
+                key = data_key(first)  # groups on the same data load it once, as run_spec_jobs does
                 if key not in datasets:
                     datasets[key] = load_dataset(first.data, seed=first.seed)
                 data = datasets[key]
@@ -367,8 +193,11 @@ def _train_together(
                     )
                     for j in jobs
                 ]
-                if choose_engine_name(works[0].prep, NullReporter()) != "stacked":
+                kept = [i for i, (j, w) in enumerate(zip(jobs, works)) if shares(w, j.path)]
+                jobs, works = [jobs[i] for i in kept], [works[i] for i in kept]
+                if len(jobs) < 2:
                     continue
+                first = jobs[0].spec
             except DlrunError:  # each point then fails on its own, with its own message, as a run alone does
                 continue
             labels = ", ".join(points[j.index].folder for j in jobs)
@@ -389,7 +218,7 @@ def _train_together(
                     except (InputError, RunError, SpecError) as exc:
                         error = " ".join(str(exc).split())
                 if error is not None:
-                    _finish_failed(w, error)
+                    finish_failed(w, error)
                     rows[job.index] = {**row, "status": "failed", "error": error}
                     note(f"{points[job.index].folder}: failed: {error}")
                     if fail_fast:
@@ -424,8 +253,6 @@ def _train_together(
 
 def _n_models(spec: Spec) -> int:
     """Models one point trains: one per fold and repeat (cross-validation) or one."""
-    from dlrun.protocol.splits import concrete_repeats
-
     ev = spec.evaluation
     if not spec.is_cv or ev.repeats == "auto":
         return 1
@@ -437,7 +264,7 @@ def _n_models(spec: Spec) -> int:
 def _row_from_dir(path: Path) -> dict[str, Any]:
     """Each metric's mean and interval (or single value) from a point's ``summary.json``."""
     row: dict[str, Any] = {"status": point_status(path)}
-    state = report.read_json(path / STATE) if (path / STATE).exists() else {}
+    state = RunsFolder.run_state(path)
     summary_path = path / SUMMARY_JSON
     if summary_path.exists():
         summary = report.read_json(summary_path)
@@ -504,13 +331,13 @@ def _sweep_plots(writer: report.RunWriter, table: pd.DataFrame, points: list[Swe
     hib_col = f"{metric}_higher_is_better"
     higher = bool(done[hib_col].dropna().iloc[0]) if hib_col in done and done[hib_col].notna().any() else None
     for key in keys:
-        short = _short(key, keys)
+        short = short_key(key, keys)
         others = [k for k in keys if k != key]
         stat = (f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high", f"{metric}_baseline")
         cols = [c for c in stat if c in done.columns]
         sub = done[[*keys, *cols]].copy()
         writer.plot(
-            f"sweep_{_folder_value(short)}_{metric}",
+            f"sweep_{folder_value(short)}_{metric}",
             lambda ax, sub=sub, key=key, others=others: plots.sweep_metric(
                 ax, sub, key, metric, others=others, run_name=name, higher_is_better=higher
             ),
@@ -523,7 +350,7 @@ def _sweep_plots(writer: report.RunWriter, table: pd.DataFrame, points: list[Swe
             h = pd.read_csv(hist)
             if "repeat" not in h:
                 h = h.assign(repeat=0, fold=0)
-            curves[",".join(f"{_short(k, keys)}={r[k]}" for k in keys)] = h
+            curves[",".join(f"{short_key(k, keys)}={r[k]}" for k in keys)] = h
     if curves:
         first = next(iter(curves.values()))
         for m in dict.fromkeys(["loss", *[c for c in first.columns if c in (metric, "accuracy", "mae")]]):

@@ -3,37 +3,29 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dlrun.data.preprocessing import Preprocessor
+from dlrun.data.preprocessing import preprocessor_to_json
 from dlrun.data.sources import Dataset
-from dlrun.engines.base import FitResult
-from dlrun.errors import InputError, Interrupted
+from dlrun.engines.runtime import setup, versions
+from dlrun.errors import InputError
 from dlrun.evaluation.scoring import baseline_name
-from dlrun.protocol.jobs import Prepared, curve_units, label_logs, make_job, prepare, score_fold
-from dlrun.protocol.splits import Fold
+from dlrun.protocol.fitting import Scored, fit_and_score
+from dlrun.protocol.jobs import Prepared, curve_units, label_logs, prepare
+from dlrun.protocol.splits import splits_digest
 from dlrun.reporting import NullReporter, Reporter
-from dlrun.runs import lifecycle
+from dlrun.runs._engine_shim import FitJob, FitResult, choose_engine, make_engine
 from dlrun.runs.finish import PlotContext, confusion_plot, history_metrics, write_html_report
-from dlrun.runs.record import (
-    RunOutcome,
-    StopSignals,
-    begin_run,
-    check_command,
-    check_resumable,
-    guard_startup,
-    interrupted_message,
-    mark_failed,
-    record_fingerprint,
-    starting_state,
-)
+from dlrun.runs.result import RunResult
 from dlrun.runs.summarize import add_divergence_warning, positive_class, summary_markdown
 from dlrun.spec.schema import Spec
 from dlrun.store import io as report
-
-if TYPE_CHECKING:
-    pass
+from dlrun.store.checkpoint import TrainCheckpoint
+from dlrun.store.fingerprint import data_checksum
+from dlrun.store.run_folder import RunFolder, check_command
+from dlrun.store.signals import check_stop
 
 
 def run_train(
@@ -44,65 +36,62 @@ def run_train(
     argv: list[str] | None = None,
     smoothing: float = 0.0,
     data: Dataset | None = None,
-) -> RunOutcome:
-    """Train one model (modes split, validation_split, none) and write every output."""
+) -> RunResult:
+    """Train one model (modes split, validation_split, none) and write every output (the caller holds the lock)."""
     reporter = reporter or NullReporter()
     check_command(spec, "train")
     check_smoothing(smoothing)
-    writer = report.RunWriter(run_dir)
-    check_resumable(spec, run_dir)  # a finished run resumed with another config is refused too
-    old = writer.read_state() or {}
-    if old.get("status") == "finished" and writer.file(report.SUMMARY_JSON).exists():
+    folder = RunFolder(run_dir)
+    folder.check_spec(spec)  # a finished run resumed with another config is refused too
+    done = folder.finished_summary()
+    if done is not None:
         reporter.note(f"{run_dir}: finished earlier; nothing to resume")
-        return RunOutcome(run_dir, report.read_json(writer.file(report.SUMMARY_JSON)), str(old.get("engine", "")))
-    with guard_startup(writer, starting_state(spec, writer, "train", argv), argv, "train"):
+        return RunResult(folder.path, done, str((folder.read_state() or {}).get("engine", "")))
+    with folder.running(spec, "train", argv, on_end=reporter.finish) as run:
         prep = prepare(spec, reporter, data=data)
-        record_fingerprint(prep, run_dir)
-    reporter = label_logs(prep, reporter)
-    state = begin_run(spec, writer, "train", 1, argv)
-    fold = prep.folds[0]
-    try:
-        with StopSignals():
-            from dlrun.engines.sequential import SequentialEngine
-            from dlrun.store.checkpoint import TrainCheckpoint
+        folder.record_fingerprint(spec, data_checksum(prep.data.X, prep.data.y), splits_digest(prep.folds))
+        reporter = label_logs(prep, reporter)
+        run.begin(1, setup(spec.runtime), versions())
+        writer = folder.writer
+        ckpt = TrainCheckpoint(writer, spec.training.checkpoint_every, note=reporter.note)
+        choice = choose_engine(spec, prep.task, keep_model=True)
+        t0 = [0.0]
 
-            job, pre = make_job(prep, fold)
-            ckpt = TrainCheckpoint(writer, spec.training.checkpoint_every, note=reporter.note)
-            ckpt.restore_into(job)
-            engine = SequentialEngine(
-                spec, prep.task, prep.input_shape, prep.n_outputs, keep_model=True, extra_callbacks=[ckpt.callback()]
+        def on_epoch(event: Any) -> None:
+            reporter.epoch(event)
+            writer.append_progress({"event": "epoch", "epoch": event.epoch, "logs": event.logs})
+            check_stop()
+
+        def fit(jobs: list[FitJob]) -> Iterator[FitResult]:
+            engine = make_engine(
+                choice.name,
+                spec,
+                prep.task,
+                prep.input_shape,
+                prep.n_outputs,
+                keep_model=True,
+                extra_callbacks=[ckpt.callback()],
             )
-            state["engine"] = engine.name
+            run.state["engine"] = engine.name
             reporter.start(spec.name, 1, spec.training.epochs)
-            t0 = time.perf_counter()
+            t0[0] = time.perf_counter()
+            return engine.fit(jobs, on_epoch)  # type: ignore[no-any-return]
 
-            def on_epoch(event: Any) -> None:
-                reporter.epoch(event)
-                writer.append_progress({"event": "epoch", "epoch": event.epoch, "logs": event.logs})
-                lifecycle.check_stop()
-
-            result = engine.fit_one(job, on_epoch)
+        def finish_result(result: FitResult) -> None:
             result.history = ckpt.full_history(result.history)
-            result.seconds = time.perf_counter() - t0
-            reporter.model_done(fold.key, {}, result.seconds)
-            reporter.finish()
-            lifecycle.check_stop()
-            state["phase"] = "writing"
-            summary = _write_train(prep, writer, fold, pre, result, smoothing)
-            lifecycle.check_stop()
-            ckpt.clear()
-    except (KeyboardInterrupt, Interrupted) as exc:
+            result.seconds = time.perf_counter() - t0[0]
+
+        (scored,) = fit_and_score(prep, prep.folds[:1], fit, adjust_job=ckpt.restore_into, adjust_result=finish_result)
+        assert scored.result is not None and scored.pre is not None and scored.part is not None
+        reporter.model_done(scored.fold.key, {}, scored.result.seconds)
         reporter.finish()
-        mark_failed(writer, state, exc)
-        raise Interrupted(interrupted_message(state, run_dir, argv, "train")) from None
-    except BaseException as exc:
-        reporter.finish()
-        mark_failed(writer, state, exc)
-        raise
-    state.update(status="finished", ended=report.now_iso(), finished_models=1)
-    writer.write_state(state)
-    writer.append_progress({"event": "finished"})
-    return RunOutcome(run_dir, summary, "sequential")
+        check_stop()
+        run.state["phase"] = "writing"
+        summary = _write_train(prep, writer, scored, smoothing)
+        check_stop()
+        ckpt.clear()
+        run.finish(1)
+    return RunResult(folder.path, summary, "sequential")
 
 
 def check_smoothing(smoothing: float) -> None:
@@ -115,20 +104,17 @@ def check_smoothing(smoothing: float) -> None:
         raise InputError(f"--smoothing must be in [0, 1) (e.g. 0.6), got {smoothing}")
 
 
-def _write_train(
-    prep: Prepared, writer: report.RunWriter, fold: Fold, pre: Preprocessor, result: FitResult, smoothing: float
-) -> dict[str, Any]:
+def _write_train(prep: Prepared, writer: report.RunWriter, scored: Scored, smoothing: float) -> dict[str, Any]:
     from dlrun.report import plots
 
     spec = prep.spec
-    part = score_fold(prep, fold, pre, result)
+    fold, pre, result, part = scored.fold, scored.pre, scored.result, scored.part
+    assert pre is not None and result is not None and part is not None
     row = part["scores"]
     history = part["history"].drop(columns=["repeat", "fold"])
     writer.write_table(report.HISTORY, history)
     if part["predictions"] is not None:
         writer.write_table(report.PREDICTIONS, part["predictions"].drop(columns=["repeat", "fold"]))
-    from dlrun.data.preprocessing import preprocessor_to_json
-
     model_sha256 = writer.write_model(result.model)
     writer.write_preprocessor(
         {

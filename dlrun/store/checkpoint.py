@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dlrun.engines.base import FitJob
 from dlrun.errors import CorruptFileError
 from dlrun.store import io as report
 from dlrun.store import layout
+
+if TYPE_CHECKING:
+    from dlrun.engines.base import FitJob
 
 
 def encode_checkpoint(state: dict[str, Any]) -> bytes:

@@ -11,9 +11,9 @@ from typing import Any
 from dlrun.errors import CorruptFileError, InputError
 from dlrun.evaluation.summary import headline_block
 from dlrun.reporting import fmt_duration
-from dlrun.runs.locking import is_locked
 from dlrun.store import io as report
 from dlrun.store.layout import BATCH_CSV, SEARCH_STATE, SWEEP_CSV, SWEEP_STATE, TRIALS_CSV
+from dlrun.store.lock import is_locked
 
 
 @dataclass

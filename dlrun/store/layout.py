@@ -43,7 +43,7 @@ CHECKPOINT_STATE = "state.npz"  # sealed NPZ, loaded with allow_pickle=False
 FINGERPRINT = "fingerprint.json"  # what determines the results; --resume must match it
 
 REPORT_HTML = "report.html"  # the run's (or sweep's) own page: tables, plots, links
-PART_GLOB = "r*_f*.json"  # a saved fold under parts/ (see part_file)
+PART_GLOB = "r*_f*.json"  # saved folds under parts/, named by the first of them
 
 # ----------------------------------------------------------------------------- sweep and batch folders
 SWEEP_CSV = "sweep.csv"
@@ -61,16 +61,6 @@ NESTED_MD = "nested.md"
 NESTED_CSV = "nested.csv"
 JOURNAL = "optuna.journal"  # Optuna's journal storage of the study
 TRIALS_DIR = "trials"  # one run folder per trial under it
-
-
-def part_file(folder: Path, repeat: int, fold: int) -> Path:
-    """``folder/parts/r0000_f0000.json``: one finished fold until the run is assembled."""
-    return Path(folder) / PARTS / f"r{repeat:04d}_f{fold:04d}.json"
-
-
-def plot_file(folder: Path, name: str) -> Path:
-    """``folder/plots/<name>.png``."""
-    return Path(folder) / PLOTS / f"{name}.png"
 
 
 def checkpoint_file(folder: Path) -> Path:

@@ -15,8 +15,9 @@ from conftest import tiny_spec
 
 import dlrun
 from dlrun.errors import Interrupted
-from dlrun.runs import cv, lifecycle
+from dlrun.runs import cv
 from dlrun.runs.finish import Finisher
+from dlrun.store import signals
 
 
 def test_a_helper_error_is_raised_when_waiting() -> None:
@@ -28,13 +29,13 @@ def test_a_stop_signal_while_waiting_cancels_what_has_not_started() -> None:
     helpers = Finisher(workers=1)
     for _ in range(24):
         helpers.submit(time.sleep, 0.5)  # 12 s in all if nothing were cancelled
-    lifecycle._handler(signal.SIGTERM, None)
+    signals._handler(signal.SIGTERM, None)
     t0 = time.monotonic()
     try:
         with pytest.raises(Interrupted), helpers:
             pass
     finally:
-        lifecycle.reset_stop()
+        signals.reset_stop()
     # the helper's start, the job it is running and the one queued for it: the rest never ran
     assert time.monotonic() - t0 < 8.0
 

@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from dlrun.errors import InputError
-from dlrun.runs.locking import RunLock
 from dlrun.store import io as report
 from dlrun.store import layout
 from dlrun.store.checkpoint import decode_checkpoint
+from dlrun.store.lock import RunLock
 
 TIMING = ["seconds"]
 

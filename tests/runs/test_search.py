@@ -158,17 +158,17 @@ def test_helpers_finish_every_trial_folder_and_resume_rewrites_an_unfinished_one
 
 def test_a_trial_asked_but_not_told_is_asked_again_with_its_folds(tmp_path: Path) -> None:
     from dlrun.reporting import NullReporter
-    from dlrun.runs.search import _open_study, _recover, _trial_dir
+    from dlrun.runs.search.study import open_study, recover, trial_dir
     from dlrun.spec.schema import SearchSpec
 
     settings = SearchSpec(space={LR: {"type": "float", "low": 0.01, "high": 0.1}}, sampler="random")
     params = parse_space(settings.space)
-    study = _open_study(tmp_path, settings, params, 1, "maximize")
+    study = open_study(tmp_path, settings, params, 1, "maximize")
     trial = study.ask({p.path: p.distribution() for p in params})
-    (_trial_dir(tmp_path, trial.number) / report.PARTS).mkdir(parents=True)
+    (trial_dir(tmp_path, trial.number) / report.PARTS).mkdir(parents=True)
     # the process dies here; a new one opens the journal
-    study = _open_study(tmp_path, settings, params, 1, "maximize")
-    _recover(study, tmp_path, "accuracy", NullReporter())
+    study = open_study(tmp_path, settings, params, 1, "maximize")
+    recover(study, tmp_path, "accuracy", NullReporter())
     first, retry = study.get_trials()
     assert first.state.name == "FAIL" and "error" not in first.user_attrs
     assert retry.state.name == "WAITING" and retry.user_attrs["retry_of"] == 0
@@ -187,7 +187,8 @@ def test_racing_stops_a_trial_worse_by_the_corrected_interval_only(tmp_path: Pat
     import optuna
 
     from dlrun.protocol.splits import Fold
-    from dlrun.runs.search import TrialWork, _race
+    from dlrun.runs.packing import TrialWork
+    from dlrun.runs.search.racing import race
 
     rng = np.random.default_rng(0)
     good = 0.9 + rng.normal(0, 0.02, 10)
@@ -199,7 +200,7 @@ def test_racing_stops_a_trial_worse_by_the_corrected_interval_only(tmp_path: Pat
         TrialWork(2, {}, None, None, _fake_trial(tmp_path, 2, list(good - 0.005 + rng.normal(0, 0.02, 10)))),  # type: ignore[arg-type]
     ]
     study = optuna.create_study(direction="maximize")
-    stopped = _race(study, works, tmp_path, "accuracy", True, 90, 10, 0.95, 0, stages)
+    stopped = race(study, works, tmp_path, "accuracy", True, 90, 10, 0.95, 0, stages)
     assert [w.number for w, _ in stopped] == [1]
     assert "after 5 of 10 folds" in stopped[0][1] and "against trial 0" in stopped[0][1]
 
@@ -244,11 +245,12 @@ def test_racing_stages_record_the_stopped_trial_and_what_it_saved(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dlrun.runs import search
+    from dlrun.runs.search import optimize
 
     def stop_all_but_first(study: Any, live: list, *args: Any) -> list:
         return [(w, "stopped for the test") for w in live[1:]]
 
-    monkeypatch.setattr(search, "_race", stop_all_but_first)
+    monkeypatch.setattr(optimize, "race", stop_all_but_first)
     raw = search_spec(batch=2, racing=True)
     raw["evaluation"]["folds"] = 4
     raw["training"]["epochs"] = 1
@@ -266,8 +268,6 @@ def test_trials_differing_in_optimizer_scalars_train_as_one_program_with_cv_scor
     from dlrun.runs import search
     from dlrun.runs.cv import run_cv
 
-    if search._shared_api() is None:
-        pytest.skip("the stacked engine has no per-model hyperparameters here")
     raw = search_spec(batch=2)
     del raw["search"]["model.layers[0].Dense.units"]
     outcome = search.run_search(raw, tmp_path / "s")
@@ -291,19 +291,20 @@ def test_trials_differing_in_optimizer_scalars_train_as_one_program_with_cv_scor
 
 
 def test_a_journal_cut_mid_append_is_repaired_on_open(tmp_path: Path) -> None:
-    from dlrun.runs.search import JOURNAL, _open_study
+    from dlrun.runs.search import JOURNAL
+    from dlrun.runs.search.study import open_study
     from dlrun.spec.schema import SearchSpec
 
     settings = SearchSpec(space={LR: {"type": "float", "low": 0.01, "high": 0.1}}, sampler="random")
     params = parse_space(settings.space)
-    study = _open_study(tmp_path, settings, params, 1, "maximize")
+    study = open_study(tmp_path, settings, params, 1, "maximize")
     study.tell(study.ask({p.path: p.distribution() for p in params}), 0.5)
     with open(tmp_path / JOURNAL, "ab") as fh:
         fh.write(b'{"op_code": 4, "worker_id"')  # killed inside a write
     (tmp_path / f"{JOURNAL}.lock").write_text("")  # and holding Optuna's lock
-    study = _open_study(tmp_path, settings, params, 1, "maximize")
+    study = open_study(tmp_path, settings, params, 1, "maximize")
     study.tell(study.ask({p.path: p.distribution() for p in params}), 0.7)
-    again = _open_study(tmp_path, settings, params, 1, "maximize")
+    again = open_study(tmp_path, settings, params, 1, "maximize")
     assert [t.value for t in again.get_trials()] == [0.5, 0.7]
 
 

@@ -16,10 +16,10 @@ import pytest
 from conftest import run_main, tiny_spec, write_spec
 
 from dlrun.errors import CorruptFileError, InputError
-from dlrun.runs import lifecycle
-from dlrun.runs.locking import RunLock
+from dlrun.store import atomic, fingerprint, layout, signals
 from dlrun.store import io as report
-from dlrun.store import layout
+from dlrun.store.lock import RunLock
+from dlrun.store.run_folder import RunFolder, resume_command
 
 TIMING = ["seconds"]
 
@@ -230,7 +230,7 @@ def test_a_truncated_state_json_keeps_the_run_visible(runs: dict[str, Path], tmp
     assert found[0].status == "dead" and cleanable(found)
     code, out, _ = run_main(["status", tmp_path], capsys)
     assert code == 0 and "dead" in out
-    assert report.RunWriter(cv).read_state() == {}
+    assert RunFolder(cv).read_state() == {}
 
 
 # ----------------------------------------------------------------------------- fingerprint
@@ -258,12 +258,16 @@ def test_a_finished_train_run_resumed_with_another_config_is_refused(
 
 
 def test_fingerprint_ignores_fields_that_cannot_change_results() -> None:
-    a = lifecycle.make_fingerprint({"name": "a", "output_dir": "x", "training": {"epochs": 4, "verbose": 0}}, "d", "s")
-    b = lifecycle.make_fingerprint({"name": "b", "output_dir": "y", "training": {"epochs": 4, "verbose": 2}}, "d", "s")
-    assert lifecycle.fingerprint_diff(a, b) == []
-    c = lifecycle.make_fingerprint({"training": {"epochs": 5}}, "e", "s")
-    assert lifecycle.fingerprint_diff(a, c)[0] == "training.epochs: 4 → 5"
-    assert any(d.startswith("the data") for d in lifecycle.fingerprint_diff(a, c))
+    a = fingerprint.make_fingerprint(
+        {"name": "a", "output_dir": "x", "training": {"epochs": 4, "verbose": 0}}, "d", "s"
+    )
+    b = fingerprint.make_fingerprint(
+        {"name": "b", "output_dir": "y", "training": {"epochs": 4, "verbose": 2}}, "d", "s"
+    )
+    assert fingerprint.fingerprint_diff(a, b) == []
+    c = fingerprint.make_fingerprint({"training": {"epochs": 5}}, "e", "s")
+    assert fingerprint.fingerprint_diff(a, c)[0] == "training.epochs: 4 → 5"
+    assert any(d.startswith("the data") for d in fingerprint.fingerprint_diff(a, c))
 
 
 # ----------------------------------------------------------------------------- locks
@@ -296,11 +300,11 @@ def test_a_signal_before_training_ends_interrupted_with_the_resume_command(
 ) -> None:
     spec = spec_file(tiny_spec(epochs=1))
     run = tmp_path / "run"
-    lifecycle._handler(signal.SIGTERM, None)
+    signals._handler(signal.SIGTERM, None)
     try:
         code, _, err = run_main(["train", spec, "--out", run, "--set", "training.epochs=1"], capsys)
     finally:
-        lifecycle.reset_stop()
+        signals.reset_stop()
     assert code == 130
     state = report.read_json(run / layout.STATE)
     assert state["status"] == "interrupted"
@@ -311,10 +315,10 @@ def test_a_signal_before_training_ends_interrupted_with_the_resume_command(
 
 def test_resume_command_keeps_the_config_and_overrides() -> None:
     argv = ["dlrun", "cv", "c.yaml", "--set", "a.b=1", "--out", "old", "--engine", "stacked"]
-    assert lifecycle.resume_command(argv, Path("runs/x")) == (
+    assert resume_command(argv, Path("runs/x")) == (
         "dlrun cv c.yaml --set a.b=1 --engine stacked --out runs/x --resume"
     )
-    assert lifecycle.resume_command(None, Path("d"), "sweep") == "dlrun sweep --out d --resume"
+    assert resume_command(None, Path("d"), "sweep") == "dlrun sweep --out d --resume"
 
 
 # ----------------------------------------------------------------------------- temporary files, modes, OS errors
@@ -330,14 +334,14 @@ def test_the_lock_holder_removes_temporary_files_of_every_kind(tmp_path: Path) -
 
 def test_files_keep_the_users_umask(tmp_path: Path) -> None:
     report.write_json(tmp_path / "a.json", {"a": 1})
-    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~report._UMASK
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK
 
 
 def test_a_full_disk_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def full(*args: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report.os, "replace", full)
+    monkeypatch.setattr(atomic.os, "replace", full)
     with pytest.raises(InputError, match=r"a\.json.*disk is full") as info:
         report.write_json(tmp_path / "a.json", {"a": 1})
     assert info.value.exit_code == 2
@@ -398,12 +402,12 @@ def test_chunks_are_planned_over_the_whole_run_and_saved_whole(tmp_path: Path) -
 
     folds = [Fold(0, k, k, np.arange(10), np.arange(0), np.arange(2)) for k in range(5)]
     engine = SimpleNamespace(name="stacked", models_per_chunk=lambda jobs: 2)
-    prep = SimpleNamespace(input_shape=(3,))
-    plan = chunk_plan(engine, prep, folds)
+    plan = chunk_plan(engine, folds)
     assert [[f.fold for f in c] for c in plan] == [[0, 1], [2, 3], [4]]
 
-    writer = report.RunWriter(tmp_path / "run")
-    commit = ChunkCommitter(writer, plan, folds[2:])  # a resume: chunk [0, 1] was saved before
+    folder = RunFolder(tmp_path / "run")
+    writer = folder.writer
+    commit = ChunkCommitter(folder, plan, folds[2:])  # a resume: chunk [0, 1] was saved before
 
     def part(f: Any) -> dict[str, Any]:
         return {"repeat": 0, "fold": f.fold, "scores": {"x": f.fold}, "history": pd.DataFrame({"loss": [1.0]})}
@@ -443,7 +447,7 @@ def test_the_chunk_plan_sizes_chunks_as_the_stacked_engine_does(budget: float) -
     per = engine.models_per_chunk(jobs)  # what the engine itself uses on the real arrays
     size = -(-len(jobs) // -(-len(jobs) // per))
     engines_own = [[j.fold for j in jobs[i : i + size]] for i in range(0, len(jobs), size)]
-    assert [[f.fold for f in c] for c in chunk_plan(engine, prep, list(prep.folds))] == engines_own
+    assert [[f.fold for f in c] for c in chunk_plan(engine, list(prep.folds))] == engines_own
 
 
 def test_a_stacked_chunk_with_a_flipped_byte_retrains_whole_and_identical(
@@ -495,14 +499,14 @@ def test_a_signal_while_the_sweep_writes_its_table_ends_130_marked_interrupted(
     real = sweep._sweep_plots
 
     def plots_then_signal(*args: Any, **kwargs: Any) -> Any:
-        lifecycle._handler(signal.SIGTERM, None)  # arrives while the plots are drawn
+        signals._handler(signal.SIGTERM, None)  # arrives while the plots are drawn
         return real(*args, **kwargs)
 
     monkeypatch.setattr(sweep, "_sweep_plots", plots_then_signal)
     try:
         code, _, err = run_main(["sweep", spec, "--grid", "training.batch_size=8,16", "--out", folder], capsys)
     finally:
-        lifecycle.reset_stop()
+        signals.reset_stop()
     assert code == 130
     assert report.read_json(folder / layout.SWEEP_STATE)["status"] == "interrupted"
     assert f"dlrun sweep {spec} --grid training.batch_size=8,16 --out {folder} --resume" in err

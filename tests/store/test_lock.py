@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlrun.runs.locking import RunLock
 from dlrun.store import io as report
+from dlrun.store.lock import RunLock
 
 
 def test_lock_holder_deletes_a_killed_writers_temporary_files(tmp_path: Path) -> None:
