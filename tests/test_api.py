@@ -118,7 +118,7 @@ def test_engine_registry_builds_engines_that_follow_the_protocol() -> None:
     assert unsupported_reason("sequential", spec, "binary") is None
     engine = make_engine("sequential", spec, "binary", (6,), 1)
     assert isinstance(engine, Engine)
-    assert engine.name == "sequential" and engine.batched is False
+    assert engine.name == "sequential" and engine.models_per_chunk([]) == 1
     with pytest.raises(KeyError):
         make_engine("nope", spec, "binary", (6,), 1)
 

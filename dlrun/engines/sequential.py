@@ -30,7 +30,6 @@ class SequentialEngine:
 
     name = "sequential"
     shares_programs = False
-    batched = False  # old attribute; callers now ask models_per_chunk
 
     @staticmethod
     def supports(spec: Spec, task: str) -> str | None:

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from dlrun.data.preprocessing import Preprocessor
+from dlrun.engines import EpochCallback, FitJob, FitResult, fit_many, make_engine
 from dlrun.engines.runtime import quiet_tensorflow, setup
 from dlrun.errors import DlrunError
 from dlrun.execution.executors import Executor, chunk_size
 from dlrun.protocol.jobs import Prepared, check_finite, make_job, score_fold
 from dlrun.protocol.splits import Fold
-from dlrun.runs._engine_shim import EpochCallback, FitJob, FitResult, fit_many, make_engine
 from dlrun.spec.schema import Spec
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlrun.engines import choose_engine
 from dlrun.engines.runtime import setup, versions
 from dlrun.errors import RunError
 from dlrun.evaluation import stats
@@ -24,7 +25,6 @@ from dlrun.protocol.fitting import FoldFitter, chunk_plan
 from dlrun.protocol.jobs import Prepared, folds_table, prepare
 from dlrun.protocol.splits import Fold, concrete_repeats, splits_digest
 from dlrun.reporting import NullReporter, Reporter
-from dlrun.runs._engine_shim import choose_engine
 from dlrun.runs.adaptive import extend_repeats, grow_until_narrow, halfwidth_floor, with_repeats
 from dlrun.runs.finish import (
     Finisher,

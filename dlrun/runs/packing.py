@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dlrun.engines import choose_engine, make_engine, share_groups
 from dlrun.errors import DlrunError
 from dlrun.execution.executors import Resources, make_executor
 from dlrun.protocol.fitting import FitTask, FitWorker, score_result, size_stubs
 from dlrun.protocol.jobs import Prepared, make_job
 from dlrun.protocol.splits import Fold
 from dlrun.reporting import Reporter
-from dlrun.runs._engine_shim import choose_engine, make_engine, share_groups
 from dlrun.spec.schema import Spec
 from dlrun.store import io as report
 from dlrun.store.layout import PARTS

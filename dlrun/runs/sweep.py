@@ -14,13 +14,13 @@ from typing import Any
 import pandas as pd
 
 from dlrun.data.sources import load_dataset
+from dlrun.engines import choose_engine, share_groups
 from dlrun.errors import DlrunError, InputError, Interrupted, RunError, SpecError
 from dlrun.evaluation.summary import headline_block
 from dlrun.execution.executors import Executor, make_executor
 from dlrun.protocol.jobs import prepare
 from dlrun.protocol.splits import concrete_repeats
 from dlrun.reporting import NullReporter, Reporter
-from dlrun.runs._engine_shim import choose_engine, share_groups
 from dlrun.runs.cv import run_cv
 from dlrun.runs.finish import Finisher
 from dlrun.runs.grid import SweepPoint, expand, folder_value, grid_as_search, parse_grid, short_key
@@ -149,7 +149,7 @@ def _train_together(
 ) -> list[SpecJob]:
     """Train the cross-validated points that differ only in per-model scalars as one stacked program.
 
-    Points whose specs the stacked engine's ``shared_groups`` puts together (a learning-rate or
+    Points whose specs the engines' ``share_groups`` puts together (a learning-rate or
     momentum grid, say; points that change shapes form groups of their own) train with all their
     folds in one engine call, then each point's folder is written as ``dlrun cv`` writes it.
     ``packing`` receives the number of engine calls and models per call.

@@ -9,6 +9,7 @@ from typing import Any
 
 from dlrun.data.preprocessing import preprocessor_to_json
 from dlrun.data.sources import Dataset
+from dlrun.engines import FitJob, FitResult, choose_engine, make_engine
 from dlrun.engines.runtime import setup, versions
 from dlrun.errors import InputError
 from dlrun.evaluation.scoring import baseline_name
@@ -16,7 +17,6 @@ from dlrun.protocol.fitting import Scored, fit_and_score
 from dlrun.protocol.jobs import Prepared, curve_units, label_logs, prepare
 from dlrun.protocol.splits import splits_digest
 from dlrun.reporting import NullReporter, Reporter
-from dlrun.runs._engine_shim import FitJob, FitResult, choose_engine, make_engine
 from dlrun.runs.finish import PlotContext, confusion_plot, history_metrics, write_html_report
 from dlrun.runs.result import RunResult
 from dlrun.runs.summarize import add_divergence_warning, positive_class, summary_markdown

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from conftest import tiny_spec
 
+from dlrun.engines import EngineChoice
 from dlrun.engines.base import FitJob, FitResult
 from dlrun.errors import InputError, RunError
 from dlrun.protocol import fitting
 from dlrun.runs import cv
-from dlrun.runs._engine_shim import EngineChoice
 from dlrun.spec.schema import Spec, validate
 from dlrun.store import layout
 

@@ -12,20 +12,14 @@ from dlrun.engines.stacked.hparams import hparam_paths, program_key, share_group
 from dlrun.engines.stacked.shared import fit_many, shared_engine
 from dlrun.engines.stacked.support import unsupported_reason
 
-# the names callers used before fit_many and share_groups; kept until they have moved
-fit_shared = fit_many
-shared_groups = share_groups
-
 __all__ = [
     "BLOCK_MODELS",
     "EPOCHS_PER_CALL",
     "StackedEngine",
     "fit_many",
-    "fit_shared",
     "hparam_paths",
     "program_key",
     "share_groups",
     "shared_engine",
-    "shared_groups",
     "unsupported_reason",
 ]

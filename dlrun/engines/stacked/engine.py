@@ -82,7 +82,6 @@ class StackedEngine:
 
     name = "stacked"
     shares_programs = True
-    batched = True  # old attribute; callers now ask models_per_chunk
     supports = staticmethod(unsupported_reason)
 
     def __init__(

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 
 from dlrun.data.sources import Dataset
+from dlrun.engines import choose_engine, make_engine
 from dlrun.errors import Interrupted, RunError
 from dlrun.evaluation.summary import headline_block
 from dlrun.protocol.fitting import fit_and_score
 from dlrun.protocol.jobs import prepare
 from dlrun.protocol.splits import Fold, make_folds
 from dlrun.reporting import NullReporter, Reporter
-from dlrun.runs._engine_shim import choose_engine, make_engine
 from dlrun.runs.cv import run_cv
 from dlrun.runs.finish import Finisher
 from dlrun.runs.packing import parts_of

@@ -9,8 +9,8 @@ continues with the next trial. A trial that was asked but not told when the proc
 marked failed in the study and asked again with the same values, keeping its finished folds.
 
 Trials are asked in batches (``search.batch``) and their folds trained by :func:`train_trials`:
-trials that differ only in per-model hyperparameters (the stacked engine's ``shared_groups``)
-train with all their folds in one engine call (``fit_shared``; a dropout rate, a learning rate
+trials that differ only in per-model hyperparameters (the engines' ``share_groups``)
+train with all their folds in one engine call (``fit_many``; a dropout rate, a learning rate
 or a regularization factor is such a hyperparameter, a layer's width is not), any other trial
 in one engine call of its own. The stacked engine of a shape is kept for the whole search, so
 later batches reuse its compiled programs. These jobs run on the spec's executor (here, or as Ray tasks). Racing

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlrun.engines import choose_engine, make_engine
 from dlrun.errors import InputError
 from dlrun.evaluation.summary import headline_block
 from dlrun.protocol.fitting import size_stubs
 from dlrun.protocol.jobs import Prepared, prepare
 from dlrun.protocol.splits import Fold
 from dlrun.reporting import NullReporter, Reporter
-from dlrun.runs._engine_shim import choose_engine, make_engine
 from dlrun.runs.cv import run_cv
 from dlrun.runs.finish import Finisher
 from dlrun.runs.packing import TrialWork, parts_of
