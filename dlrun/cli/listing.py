@@ -10,6 +10,7 @@ import pandas as pd
 import typer
 
 from dlrun.cli.output import out, print_frame
+from dlrun.report.batch_page import write_index
 from dlrun.store.index import cleanable, find_runs, runs_rows, status_rows
 from dlrun.store.io import write_csv
 
@@ -29,6 +30,12 @@ def status(
 def runs(
     directory: Annotated[Path, typer.Argument(help="Folder to search for runs.")] = Path("outputs"),
     csv: Annotated[Path | None, typer.Option("--csv", help="Export the table to this CSV.")] = None,
+    report_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--report", help="Also write one sortable HTML page of every run, linking each run's report.html."
+        ),
+    ] = None,
 ) -> None:
     """List runs: name, mode, main metric with its interval, status, duration, start time."""
 
@@ -38,8 +45,10 @@ def runs(
         write_csv(csv, df)
     if df.empty:
         out.print(f"no runs under {directory}", markup=False)
-        return
-    print_frame(df, [], f"{len(df)} run(s) under {directory}")
+    else:
+        print_frame(df, [], f"{len(df)} run(s) under {directory}")
+    if report_file:
+        out.print(f"report: {write_index(directory, report_file)}", markup=False)
 
 
 def clean(
