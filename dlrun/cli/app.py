@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from dlrun import __version__, api
 from dlrun.cli.comparing import compare, report
+from dlrun.cli.exporting import export_app
 from dlrun.cli.folders import nested_sweep, run_nested_cv, search_folder, sweep_folder
 from dlrun.cli.listing import clean, runs, status
 from dlrun.cli.options import (
@@ -381,6 +382,7 @@ def predict(
 
 app.command()(compare)
 app.command()(report)
+app.add_typer(export_app)
 
 
 def main(argv: list[str] | None = None) -> None:
