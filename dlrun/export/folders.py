@@ -92,7 +92,7 @@ def _finite(x: Any) -> float | None:
 
 def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """Each metric's headline estimate and interval bounds (and std, se), the baseline and training scores."""
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     for m, block in (summary.get("metrics") or {}).items():
         if isinstance(block, dict):
             d = headline_block(block)
@@ -118,7 +118,10 @@ def epoch_history(path: Path) -> dict[str, list[tuple[int, float]]]:
         return {}
     values = [c for c in df.columns if c not in ("repeat", "fold", "epoch") and pd.api.types.is_numeric_dtype(df[c])]
     means = df.groupby("epoch")[values].mean()
-    return {c: [(int(e), float(v)) for e, v in means[c].items() if math.isfinite(float(v))] for c in values}
+    epochs = [int(e) for e in means.index]
+    return {
+        str(c): [(e, float(v)) for e, v in zip(epochs, means[c].to_numpy()) if math.isfinite(float(v))] for c in values
+    }
 
 
 def run_identity(path: Path, state: dict[str, Any]) -> str:

@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from dlrun.cli.app import app
 
-
 # made once per session although each test module that imports the fixture registers its own copy
 _MADE: dict[str, Path] = {}
 
