@@ -232,10 +232,15 @@ class LogReporter:
         self.shown = step
         self._line(self.progress_text())
 
+    def _done_text(self) -> str:
+        if self.clock.total <= 1:  # one model (a single split): no repeat or fold to name
+            return "the model" if self.done else "none"
+        return finished_folds(self.done)
+
     def progress_text(self) -> str:
         """``exp | 40% | folds done: repeats 1-12 folds 1-10 | accuracy 0.86 (mean of 120) | eta 3m05s``."""
         pct = int(round(self.clock.fraction() * 100))
-        text = f"{self.run} | {pct}% | {len(self.done)}/{self.clock.total} done: {finished_folds(self.done)}"
+        text = f"{self.run} | {pct}% | {len(self.done)}/{self.clock.total} done: {self._done_text()}"
         if self.scores:
             mean = sum(self.scores) / len(self.scores)
             text += f" | {self.metric} {mean:.4f} (running mean of {len(self.scores)})"
@@ -265,7 +270,7 @@ class LogReporter:
         if self.run:
             self._line(
                 f"{self.run}: finished {len(self.done)} model(s) in {fmt_duration(self.clock.elapsed())}"
-                f" (done: {finished_folds(self.done)})"
+                f" (done: {self._done_text()})"
             )
             self.run = ""
 
