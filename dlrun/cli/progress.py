@@ -63,6 +63,7 @@ class _Clock:
         # on two threads, so events of different blocks interleave and one "current epoch" would
         # send the ETA back and forth
         self.in_flight: dict[tuple[int, int], int] = {}
+        self.flight_work = 0  # sum of in_flight's epochs
         self.mark_time: float | None = None
         self.mark_work = 0.0
         self.timed_epochs = 0
@@ -74,12 +75,15 @@ class _Clock:
         self.done_models = done
         self.base_models = done
         self.in_flight = {}
+        self.flight_work = 0
         self.mark_time = None
         self.mark_work = 0.0
         self.timed_epochs = 0
 
     def fraction(self) -> float:
-        work = self.done_models * self.epochs + sum(self.in_flight.values())
+        # the in-flight sum is kept as events arrive: summing hundreds of stacked models on every
+        # epoch event would cost the run time the log is meant to report
+        work = self.done_models * self.epochs + self.flight_work
         return min(1.0, work / (self.total * self.epochs))
 
     def advance(self, keys: tuple[tuple[int, int], ...], epoch: int) -> None:
@@ -87,13 +91,16 @@ class _Clock:
         self.models_in_flight = len(keys)
         self.epoch_now = epoch
         for k in keys:
-            self.in_flight[k] = max(self.in_flight.get(k, 0), epoch)
+            before = self.in_flight.get(k, 0)
+            if epoch > before:
+                self.in_flight[k] = epoch
+                self.flight_work += epoch - before
         self.tick()
 
     def finish(self, key: tuple[int, int]) -> None:
         """Model ``key`` is done (trained and scored)."""
         self.done_models += 1
-        self.in_flight.pop(key, None)
+        self.flight_work -= self.in_flight.pop(key, 0)
         self.epoch_now = 0
 
     def tick(self) -> None:

@@ -96,3 +96,15 @@ def test_sonar_30x10_cv_log_is_short(tmp_path: Path) -> None:
     for line in progress:
         assert re.search(r"\d+/300 done: (none|repeats? \d+(-\d+)? folds? )", line), line
     assert "finished 300 model(s)" in done.stdout and "repeats 1-30 folds 1-10" in done.stdout
+
+
+def test_rich_bar_counts_trials() -> None:
+    from rich.console import Console
+
+    from dlrun.cli.progress import RichReporter
+
+    stream = io.StringIO()
+    reporter = RichReporter(Console(file=stream, force_terminal=True, width=120))
+    reporter.step(1, 3, "trials", "trial 0, accuracy 0.8")
+    reporter.step(3, 3, "trials", "trial 2, accuracy 0.9")
+    assert "trials 3/3" in stream.getvalue() and "best so far: trial 2" in stream.getvalue()

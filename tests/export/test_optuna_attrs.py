@@ -12,7 +12,7 @@ import pytest
 from conftest import tiny_spec
 from export_folders import folders_fixture  # noqa: F401 (the `folders` fixture)
 
-from dlrun.export.optuna_attrs import set_study_attrs, set_trial_attrs, study_attrs, trial_attrs
+from dlrun.export.optuna_attrs import best_so_far, set_study_attrs, set_trial_attrs, study_attrs, trial_attrs
 from dlrun.reporting import NullReporter
 from dlrun.runs.locking import RunLock, is_locked
 from dlrun.runs.search import STUDY, run_search
@@ -106,6 +106,15 @@ def test_attrs_set_on_a_study_show_in_its_storage(tmp_path: Path) -> None:
     assert again.user_attrs == study_attrs(tmp_path, "tiny", "accuracy", ["dlrun", "search", "x.yaml"])
     assert again.trials[0].user_attrs["accuracy_ci_high"] == 0.9
     assert again.trials[0].user_attrs["run_folder"].endswith("trial_0000")
+    assert best_so_far(again, "accuracy") == "trial 0, accuracy 0.8000 [0.7000, 0.9000]"
+
+
+def test_best_so_far_of_a_study_without_finished_trials() -> None:
+    study = optuna.create_study(direction="maximize")
+    assert best_so_far(study, "accuracy") == ""
+    study.enqueue_trial({"x": 0.5})
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.7)
+    assert best_so_far(study, "accuracy") == "trial 0, accuracy 0.7000"
 
 
 def test_trial_attrs_of_a_summary_without_interval(tmp_path: Path) -> None:
