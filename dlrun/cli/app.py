@@ -33,7 +33,7 @@ from dlrun.cli.options import (
     SetOpt,
     runtime_sets,
 )
-from dlrun.cli.output import err, out, print_frame, print_summary
+from dlrun.cli.output import err, out, print_frame, print_summary, track
 from dlrun.cli.output import reporter as make_reporter
 from dlrun.cli.render import datasets_table, model_table
 from dlrun.data.sources import dataset_status
@@ -106,6 +106,7 @@ def train(
         smoothing=smoothing,
     )
     print_summary(result.summary, result.path)
+    track(result.path)
 
 
 @app.command()
@@ -152,6 +153,7 @@ def sweep(
         ],
     ]
     print_frame(table, shown, f"sweep: {sweep_dir}")
+    track(sweep_dir)
     failed = int((table["status"] != "finished").sum()) if "status" in table else len(points)
     if failed:
         err.print(f"{failed} point(s) did not finish", markup=False)
@@ -219,6 +221,7 @@ def search(
             markup=False,
         )
         out.print(f"best config: {search_dir / 'best_config.yaml'}", markup=False)
+        track(search_dir)
     else:
         err.print("no trial finished", markup=False)
         raise typer.Exit(1)
@@ -270,6 +273,7 @@ def batch(
         ]
     )
     print_frame(table, list(table.columns), f"batch: {batch_dir}")
+    track(batch_dir)
     if any(i.status != "finished" for i in items):
         raise typer.Exit(1)
 
@@ -309,6 +313,7 @@ def cv(
         argv=sys.argv,
     )
     print_summary(result.summary, result.path)
+    track(result.path)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from rich.console import Console
 from dlrun.cli.progress import LogReporter, PlainReporter, RichReporter
 from dlrun.cli.render import cv_summary_table, frame_table, train_summary_table
 from dlrun.evaluation.summary import Summary
+from dlrun.export.mlflow_export import log_finished_run
 from dlrun.reporting import Reporter
 
 out = Console(highlight=False, soft_wrap=True)
@@ -48,3 +49,18 @@ def print_summary(summary: dict[str, Any], path: Path) -> None:
     for warning in summary.get("warnings") or []:
         err.print(f"warning: {warning}", markup=False)
     out.print(f"outputs: {path}", markup=False)
+
+
+def track(folder: Path) -> None:
+    """Log a finished run, sweep, search or batch into MLflow when its spec asks (``tracking.mlflow``).
+
+    The run is finished and its folder complete whatever happens here, so a failure (MLflow missing,
+    a tracking server down) is a warning on stderr, never the command's failure.
+    """
+    try:
+        done = log_finished_run(folder)
+    except Exception as exc:  # MLflow's own errors have no common base class; none may fail a finished run
+        err.print(f"warning: MLflow tracking of {folder} failed: {' '.join(str(exc).split())}", markup=False)
+        return
+    if done is not None:
+        out.print(f"mlflow: {done.text()}", markup=False)

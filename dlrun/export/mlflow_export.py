@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dlrun.errors import InputError
 from dlrun.export.folders import FINGERPRINT_TAG, GroupExport, RunExport, exportables
 from dlrun.store.index import find_runs
+from dlrun.store.layout import CONFIG
 
 DEFAULT_EXPERIMENT = "dlrun"
 INSTALL_HINT = "dlrun export mlflow needs MLflow: pip install 'dlrun[mlflow]' (or pip install mlflow-skinny)"
@@ -150,23 +153,33 @@ def export_mlflow(folders: list[Path], tracking_uri: str | None = None, experime
     return report
 
 
-def log_finished_run(run_dir: Path, tracking: dict[str, Any] | None) -> ExportReport | None:
-    """The spec's ``tracking: {mlflow: {tracking_uri, experiment}}``: log a run as it finishes.
+def tracking_settings(folder: Path) -> dict[str, Any] | None:
+    """The spec's ``tracking.mlflow`` mapping, read from the resolved ``config.yaml`` of the first run under
+    ``folder`` that has one (a run, or a sweep's point, a search's trial, a batch's config); None if none has."""
+    for info in find_runs(Path(folder)):
+        config = info.path / CONFIG
+        if not config.is_file():
+            continue
+        loaded = yaml.safe_load(config.read_text(encoding="utf-8"))
+        settings = ((loaded or {}).get("tracking") or {}).get("mlflow") if isinstance(loaded, dict) else None
+        if settings:
+            return dict(settings)
+    return None
 
-    Called by the run code right after a run folder is finished; does nothing when the spec has no
-    ``tracking.mlflow``. A failure to reach MLflow must not fail a finished run, so the caller turns
-    a raised error into a note.
+
+def log_finished_run(folder: Path, tracking: dict[str, Any] | None = None) -> ExportReport | None:
+    """The spec's ``tracking: {mlflow: {tracking_uri, experiment}}``: log a run (or sweep, search, batch) as
+    it finishes; nothing when the spec has no ``tracking.mlflow``.
 
     Args:
-        run_dir: The finished run folder.
-        tracking: The spec's ``tracking`` section as a mapping (``spec.tracking.model_dump()``), or None.
+        folder: The finished run, sweep, search or batch folder.
+        tracking: The spec's ``tracking.mlflow`` mapping; None: read from the runs' ``config.yaml``.
 
     Raises:
-        InputError: MLflow is not installed.
+        InputError: MLflow is not installed. MLflow's own errors (a tracking server that cannot be
+            reached) pass through: a caller with a finished run turns them into a warning.
     """
-    settings = (tracking or {}).get("mlflow")
+    settings = tracking if tracking is not None else tracking_settings(folder)
     if not settings:
         return None
-    if not find_runs(Path(run_dir)):
-        return None
-    return export_mlflow([Path(run_dir)], settings.get("tracking_uri"), settings.get("experiment"))
+    return export_mlflow([Path(folder)], settings.get("tracking_uri"), settings.get("experiment"))

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from conftest import run_main
 from export_folders import folders_fixture  # noqa: F401 (the `folders` fixture)
+
+from dlrun.cli import output
+from dlrun.cli.output import track
+from dlrun.export.mlflow_export import log_finished_run, tracking_settings
 
 pytestmark = [pytest.mark.xdist_group("export"), pytest.mark.slow]  # shares the folders of export_folders.py
 
@@ -54,3 +61,47 @@ def test_without_mlflow_the_command_says_how_to_install(
     code, _, err = run_main(["export", "mlflow", str(folders["cv"])], capsys)
     assert code == 2
     assert "pip install 'dlrun[mlflow]'" in err
+
+
+def _tracked_copy(src: Path, dst: Path, tracking: dict[str, Any] | None) -> Path:
+    """A copy of a run folder whose resolved spec has (or lacks) a ``tracking.mlflow`` section."""
+    shutil.copytree(src, dst)
+    config = yaml.safe_load((dst / "config.yaml").read_text())
+    if tracking is not None:
+        config["tracking"] = {"mlflow": tracking}
+    (dst / "config.yaml").write_text(yaml.safe_dump(config))
+    return dst
+
+
+def test_spec_tracking_logs_a_finished_run(
+    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'tracked.db'}"
+    run = _tracked_copy(folders["cv"], tmp_path / "run", {"tracking_uri": uri, "experiment": "tracked"})
+    assert tracking_settings(run) == {"tracking_uri": uri, "experiment": "tracked"}
+    track(run)  # what the CLI does after a run finishes
+    assert "mlflow: 1 MLflow run(s) added" in capsys.readouterr().out
+    mlflow.set_tracking_uri(uri)
+    assert len(mlflow.search_runs(experiment_names=["tracked"])) == 1
+
+
+def test_no_tracking_section_logs_nothing(
+    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _tracked_copy(folders["cv"], tmp_path / "run", None)
+    assert tracking_settings(run) is None
+    assert log_finished_run(run) is None
+    track(run)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_a_tracking_failure_is_a_warning(
+    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(folder: Path) -> None:
+        raise ConnectionError("tracking server down")
+
+    monkeypatch.setattr(output, "log_finished_run", unreachable)
+    track(folders["cv"])
+    assert "warning: MLflow tracking of" in capsys.readouterr().err
