@@ -19,6 +19,12 @@ from dlrun.export.mlflow_export import log_finished_run, tracking_settings
 pytestmark = [pytest.mark.xdist_group("export"), pytest.mark.slow]  # shares the folders of export_folders.py
 
 
+@pytest.fixture(autouse=True)
+def _artifacts_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow puts a SQLite store's artifacts in ./mlruns: a temporary folder, not the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def test_export_reads_back_and_a_second_export_adds_nothing(
     folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
