@@ -62,7 +62,6 @@ def compare(
     ] = None,
 ) -> None:
     """Compare runs: paired tests on identical splits, Bayesian probabilities, Holm for 3+ runs."""
-
     paths = cmp.expand_run_dirs(runs)
     if len(paths) < 2:
         raise InputError(
@@ -143,6 +142,5 @@ def report(
     metric: Annotated[str | None, typer.Option("--metric", help="Metric a comparison compares.")] = None,
 ) -> None:
     """Write one self-contained HTML page (plots, tables, config, environment) for a run, sweep or comparison."""
-
     page = html_report.write_report(run_dirs, out_file, metric=metric)
     out.print(f"report: {page}", markup=False)

@@ -19,7 +19,6 @@ def status(
     directory: Annotated[Path, typer.Argument(help="A run directory or a folder of runs.")] = Path("outputs"),
 ) -> None:
     """Show each run's state, progress and ETA (works while a nohup job is still running)."""
-
     runs = find_runs(directory)
     if not runs:
         out.print(f"no runs under {directory}", markup=False)
@@ -38,7 +37,6 @@ def runs(
     ] = None,
 ) -> None:
     """List runs: name, mode, main metric with its interval, status, duration, start time."""
-
     found = find_runs(directory)
     df = pd.DataFrame(runs_rows(found, directory))
     if csv:
@@ -56,7 +54,6 @@ def clean(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove failed, interrupted or dead runs (asks first)."""
-
     victims = cleanable(find_runs(directory))
     if not victims:
         out.print("nothing to clean", markup=False)
