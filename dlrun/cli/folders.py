@@ -10,8 +10,8 @@ from dlrun.cli.output import out
 from dlrun.engines.runtime import quiet_tensorflow
 from dlrun.errors import InputError
 from dlrun.reporting import Reporter
+from dlrun.runs import search as search_runs
 from dlrun.runs.locking import RunLock
-from dlrun.runs.search import SEARCH_STATE, run_nested
 from dlrun.spec.schema import validate
 from dlrun.store import io as report
 
@@ -44,7 +44,7 @@ def search_folder(spec: Any, out_dir: Path | None, resume: bool, kind: str, hold
             raise InputError(f"--resume needs --out {kind.upper()}_DIR: the {kind} folder to continue")
         return out_dir
     if out_dir is not None:
-        if (out_dir / SEARCH_STATE).exists() or (out_dir / "outer").exists():
+        if (out_dir / search_runs.SEARCH_STATE).exists() or (out_dir / "outer").exists():
             raise InputError(f"--out '{out_dir}' already holds {holds}; add --resume to continue it")
         return out_dir
     return report.new_run_dir(spec.output_dir, f"{spec.name}_{kind}")
@@ -53,7 +53,8 @@ def search_folder(spec: Any, out_dir: Path | None, resume: bool, kind: str, hold
 def run_nested_cv(config: Path, raw: dict[str, Any], folder: Path, reporter: Reporter, kw: dict[str, Any]) -> None:
     """Nested cross-validation (``evaluation.outer``) into ``folder``, under its lock; print the verdict."""
     with RunLock(folder):
-        nested = run_nested(raw, folder, reporter, source=str(config), argv=sys.argv, **kw)
+        # looked up on the module at call time, so a test (or a plug-in) that replaces it is honoured
+        nested = search_runs.run_nested(raw, folder, reporter, source=str(config), argv=sys.argv, **kw)
     out.print(nested["text"], markup=False)
     out.print(f"outputs: {folder}", markup=False)
 
