@@ -16,7 +16,7 @@ _MADE: dict[str, Path] = {}
 
 @pytest.fixture(scope="session", name="folders")
 def folders_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A train run, a 2-fold cv run, a sweep of two points and a search of two trials, each 2 epochs."""
+    """A train run, a 2-fold cv run, a sweep of two single-split points and a search of two 2-fold trials (2 epochs)."""
     if _MADE:
         return _MADE
     root = tmp_path_factory.mktemp("export_runs")
@@ -28,10 +28,11 @@ def folders_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
         "trials": 2,
         "sampler": "random",
     }
+    split = tiny_spec("binary", mode="split", epochs=2)
     cases = {
-        "train": (["train"], tiny_spec("binary", mode="split", epochs=2)),
+        "train": (["train"], split),
         "cv": (["cv"], cv),
-        "sweep": (["sweep", "--grid", "training.batch_size=8,16"], cv),
+        "sweep": (["sweep", "--grid", "training.batch_size=8,16"], split),  # split points: the cheapest
         "search": (["search"], search),
     }
     out = {}

@@ -19,6 +19,8 @@ from dlrun.report.batch_page import write_index
 from dlrun.store.layout import REPORT_HTML, STATE
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+pytestmark = pytest.mark.xdist_group("batch_page")  # one worker makes the module's runs once
+
 _FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 
@@ -32,7 +34,7 @@ def _invoke(args: list[Any]) -> str:
 def batch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A batch of a cv run, a train run and a failing config, and a sweep of two points beside them."""
     root = tmp_path_factory.mktemp("batch_page")
-    cv = tiny_spec("binary", mode="kfold", epochs=2, evaluation={"folds": 3})
+    cv = tiny_spec("binary", mode="kfold", epochs=2, evaluation={"folds": 2})
     cv["name"] = "tiny_cv"
     train = tiny_spec("multiclass", mode="split", epochs=2)
     bad = tiny_spec("binary", mode="split", epochs=2)
@@ -41,7 +43,7 @@ def batch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     configs = [write_spec(root / f"{n}.yaml", s) for n, s in (("a", cv), ("b", train), ("c", bad))]
     out = root / "batch"
     _invoke(["batch", *configs, "--out", out])
-    _invoke(["sweep", configs[0], "--grid", "training.batch_size=8,16", "--out", out / "sweep"])
+    _invoke(["sweep", configs[1], "--grid", "training.batch_size=8,16", "--out", out / "sweep"])
     return out
 
 
