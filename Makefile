@@ -39,10 +39,12 @@ lint: install
 run: install
 	$(BIN)/dlrun train configs/quickstart.yaml
 
-# Every config in turn; a killed batch continues where it stopped (make again).
+# Every config in turn; a killed batch continues where it stopped (make again). The log holds a line
+# per 10% of each run; index.html lists every run with its headline and links each run's report.html.
 batch: install
 	mkdir -p $(BATCH_DIR)
-	$(BIN)/dlrun batch $(CONFIGS) --out $(BATCH_DIR) --resume --log-every 25 2>&1 | tee -a $(BATCH_DIR)/batch.log
+	$(BIN)/dlrun batch $(CONFIGS) --out $(BATCH_DIR) --resume 2>&1 | tee -a $(BATCH_DIR)/batch.log
+	$(BIN)/dlrun runs $(BATCH_DIR) --report $(BATCH_DIR)/index.html
 
 bench: install
 	$(BIN)/python benchmarks/run_benchmarks.py

@@ -44,6 +44,54 @@ def fmt_logs(logs: dict[str, float], limit: int = 6) -> str:
     return " ".join(parts)
 
 
+def _ranges(numbers: list[int]) -> str:
+    """``1-4, 7, 9-10`` from sorted 1-based numbers."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def finished_folds(keys: set[tuple[int, int]] | list[tuple[int, int]], limit: int = 4) -> str:
+    """Which (repeat, fold) models are done, 1-based and compressed for a log line.
+
+    Consecutive repeats with the same finished folds share one group:
+    ``repeats 1-12 folds 1-10; repeat 13 folds 1-4``. A run of one model per repeat reads
+    ``repeats 1-3``; nothing finished reads ``none``. Past ``limit`` groups (folds finishing out of
+    order on several workers) the rest is counted, not listed.
+    """
+    if not keys:
+        return "none"
+    by_repeat: dict[int, list[int]] = {}
+    for r, f in sorted(set(keys)):
+        by_repeat.setdefault(r + 1, []).append(f + 1)
+    if all(folds == [1] for folds in by_repeat.values()) and len(by_repeat) > 1:
+        return f"repeats {_ranges(sorted(by_repeat))}"
+    groups: list[tuple[list[int], list[int]]] = []  # (repeats, folds)
+    for r in sorted(by_repeat):
+        folds = by_repeat[r]
+        if groups and groups[-1][1] == folds and groups[-1][0][-1] == r - 1:
+            groups[-1][0].append(r)
+        else:
+            groups.append(([r], folds))
+    texts = [
+        f"{'repeats' if len(rs) > 1 else 'repeat'} {_ranges(rs)} {'folds' if len(fs) > 1 else 'fold'} {_ranges(fs)}"
+        for rs, fs in groups
+    ]
+    if len(texts) > limit:
+        rest = sum(len(rs) for rs, _ in groups[limit:])
+        texts = [*texts[:limit], f"{rest} more repeat(s) in part"]
+    return "; ".join(texts)
+
+
+def step_text(done: int, total: int, unit: str, best: str = "") -> str:
+    """``trials 3/20 done | best so far: trial 2, accuracy 0.8610 [0.83, 0.89]``."""
+    return f"{unit} {done}/{total} done" + (f" | best so far: {best}" if best else "")
+
+
 _TRANSFORM_WORDS = {"log": "log-transformed", "standard": "standardised", "minmax": "min-max-scaled"}
 
 
@@ -97,6 +145,9 @@ class TransformedTargetLogs:
     def model_done(self, key: tuple[int, int], scores: dict[str, float], seconds: float) -> None:
         self.inner.model_done(key, scores, seconds)
 
+    def step(self, done: int, total: int, unit: str, best: str = "") -> None:
+        self.inner.step(done, total, unit, best)
+
     def finish(self) -> None:
         self.inner.finish()
 
@@ -122,6 +173,9 @@ class Reporter(Protocol):
     def model_done(self, key: tuple[int, int], scores: dict[str, float], seconds: float) -> None:
         """A model (fold) finished and was scored."""
 
+    def step(self, done: int, total: int, unit: str, best: str = "") -> None:
+        """``done`` of ``total`` trials or points (``unit``) are over; ``best``: the best so far, as text."""
+
     def finish(self) -> None:
         """Training is over (success or not)."""
 
@@ -139,6 +193,9 @@ class NullReporter:
         pass
 
     def model_done(self, key: tuple[int, int], scores: dict[str, float], seconds: float) -> None:
+        pass
+
+    def step(self, done: int, total: int, unit: str, best: str = "") -> None:
         pass
 
     def finish(self) -> None:

@@ -1,5 +1,8 @@
 """Progress reporting: a rich live view on a terminal, plain flushed lines otherwise.
 
+Off a terminal the default is :class:`LogReporter` (a line per tenth of the work, naming the
+finished folds); ``--log-every N`` asks for :class:`PlainReporter`'s line every N epochs.
+
 The core calls a :class:`~dlrun.reporting.Reporter`; the CLI decides which one and owns the console.
 """
 
@@ -13,15 +16,18 @@ from dlrun.reporting import (
     NullReporter,
     Reporter,
     TransformedTargetLogs,
+    finished_folds,
     fmt_duration,
     fmt_eta,
     fmt_logs,
     fmt_value,
     label_transformed_target,
+    step_text,
     transformed_target_note,
 )
 
 __all__ = [
+    "LogReporter",
     "NullReporter",
     "PlainReporter",
     "Reporter",
@@ -32,6 +38,7 @@ __all__ = [
     "fmt_logs",
     "fmt_value",
     "label_transformed_target",
+    "step_text",
     "transformed_target_note",
 ]
 
@@ -56,6 +63,7 @@ class _Clock:
         # on two threads, so events of different blocks interleave and one "current epoch" would
         # send the ETA back and forth
         self.in_flight: dict[tuple[int, int], int] = {}
+        self.flight_work = 0  # sum of in_flight's epochs
         self.mark_time: float | None = None
         self.mark_work = 0.0
         self.timed_epochs = 0
@@ -67,12 +75,15 @@ class _Clock:
         self.done_models = done
         self.base_models = done
         self.in_flight = {}
+        self.flight_work = 0
         self.mark_time = None
         self.mark_work = 0.0
         self.timed_epochs = 0
 
     def fraction(self) -> float:
-        work = self.done_models * self.epochs + sum(self.in_flight.values())
+        # the in-flight sum is kept as events arrive: summing hundreds of stacked models on every
+        # epoch event would cost the run time the log is meant to report
+        work = self.done_models * self.epochs + self.flight_work
         return min(1.0, work / (self.total * self.epochs))
 
     def advance(self, keys: tuple[tuple[int, int], ...], epoch: int) -> None:
@@ -80,13 +91,16 @@ class _Clock:
         self.models_in_flight = len(keys)
         self.epoch_now = epoch
         for k in keys:
-            self.in_flight[k] = max(self.in_flight.get(k, 0), epoch)
+            before = self.in_flight.get(k, 0)
+            if epoch > before:
+                self.in_flight[k] = epoch
+                self.flight_work += epoch - before
         self.tick()
 
     def finish(self, key: tuple[int, int]) -> None:
         """Model ``key`` is done (trained and scored)."""
         self.done_models += 1
-        self.in_flight.pop(key, None)
+        self.flight_work -= self.in_flight.pop(key, 0)
         self.epoch_now = 0
 
     def tick(self) -> None:
@@ -170,9 +184,101 @@ class PlainReporter:
                 f"{shown}{fmt_duration(seconds)} | eta {fmt_eta(self.clock.eta())}"
             )
 
+    def step(self, done: int, total: int, unit: str, best: str = "") -> None:
+        self._line(step_text(done, total, unit, best))
+
     def finish(self) -> None:
         if self.run:
             self._line(f"{self.run}: finished in {fmt_duration(self.clock.elapsed())}")
+            self.run = ""
+
+
+class LogReporter:
+    """Few lines for a log file: the start, one line per tenth of the work, and the end.
+
+    A progress line is written each time the work done (epochs of every model, finished or in
+    training) passes another 10% of the run, so a run writes at most ten of them whatever its
+    size: stacked runs, whose models all train at once, report as often as sequential ones. Each
+    line names the repeats and folds finished, the running mean of their first score and the ETA.
+
+    Args:
+        stream: Where lines go (stdout under nohup or a Makefile redirect).
+        steps: Progress lines per run (10: every 10% of the work).
+    """
+
+    def __init__(self, stream: TextIO, steps: int = 10) -> None:
+        self.stream = stream
+        self.steps = steps
+        self.clock = _Clock()
+        self.run = ""
+        self.done: set[tuple[int, int]] = set()
+        self.scores: list[float] = []
+        self.metric = ""
+        self.shown = 0  # tenths of the work already reported
+
+    def _line(self, text: str) -> None:
+        self.stream.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        self._line(text)
+
+    def start(self, run: str, total_models: int, epochs: int, done_models: int = 0) -> None:
+        self.run = run
+        self.clock.start(total_models, epochs, done_models)
+        self.done = set()
+        self.scores = []
+        self.shown = int(self.clock.fraction() * self.steps)
+        already = f", {done_models} already done" if done_models else ""
+        self._line(f"{run}: training {total_models} model(s) x {epochs} epochs{already}")
+
+    def _progress(self) -> None:
+        step = int(self.clock.fraction() * self.steps + 1e-9)
+        if step <= self.shown or step >= self.steps:  # the end has its own line
+            return
+        self.shown = step
+        self._line(self.progress_text())
+
+    def _done_text(self) -> str:
+        if self.clock.total <= 1:  # one model (a single split): no repeat or fold to name
+            return "the model" if self.done else "none"
+        return finished_folds(self.done)
+
+    def progress_text(self) -> str:
+        """``exp | 40% | folds done: repeats 1-12 folds 1-10 | accuracy 0.86 (mean of 120) | eta 3m05s``."""
+        pct = int(round(self.clock.fraction() * 100))
+        text = f"{self.run} | {pct}% | {len(self.done)}/{self.clock.total} done: {self._done_text()}"
+        if self.scores:
+            mean = sum(self.scores) / len(self.scores)
+            text += f" | {self.metric} {mean:.4f} (running mean of {len(self.scores)})"
+        return f"{text} | elapsed {fmt_duration(self.clock.elapsed())} | eta {fmt_eta(self.clock.eta())}"
+
+    def epoch(self, event: EpochEvent) -> None:
+        if not self.run:  # epochs of a search's trials: its step lines say where it is
+            return
+        self.clock.advance(event.keys, event.epoch)
+        self._progress()
+
+    def model_done(self, key: tuple[int, int], scores: dict[str, float], seconds: float) -> None:
+        if not self.run:
+            return
+        self.clock.finish(key)
+        self.done.add(key)
+        if scores:
+            self.metric, value = next(iter(scores.items()))
+            if value == value:  # a NaN score (a fold without both classes) is left out of the mean
+                self.scores.append(float(value))
+        self._progress()
+
+    def step(self, done: int, total: int, unit: str, best: str = "") -> None:
+        self._line(step_text(done, total, unit, best))
+
+    def finish(self) -> None:
+        if self.run:
+            self._line(
+                f"{self.run}: finished {len(self.done)} model(s) in {fmt_duration(self.clock.elapsed())}"
+                f" (done: {self._done_text()})"
+            )
             self.run = ""
 
 
@@ -199,6 +305,7 @@ class RichReporter:
             transient=False,
         )
         self.task: Any = None
+        self.steps_task: Any = None  # trials or points of a search or sweep, beside the models' bar
         self.clock = _Clock()
         self.run = ""
 
@@ -232,6 +339,18 @@ class RichReporter:
             completed=self.clock.fraction() * self.clock.total * self.clock.epochs,
             eta=fmt_eta(self.clock.eta()),
         )
+
+    def step(self, done: int, total: int, unit: str, best: str = "") -> None:
+        info = f"best so far: {best}" if best else ""
+        if self.steps_task is None:
+            self.progress.start()
+            self.steps_task = self.progress.add_task(unit, total=total, completed=done, info=info, eta="")
+        else:
+            self.progress.update(self.steps_task, total=total, completed=done, info=info)
+        self.progress.update(self.steps_task, description=f"{unit} {done}/{total}")
+        if done >= total:
+            self.progress.stop()
+            self.steps_task = None
 
     def finish(self) -> None:
         if self.task is not None:
