@@ -17,15 +17,14 @@ Nothing here prints: progress goes to a :class:`~dlrun.reporting.Reporter` only 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from dlrun.engines.runtime import quiet_tensorflow
 from dlrun.errors import InputError
 from dlrun.evaluation import compare as cmp
+from dlrun.evaluation import stats
+from dlrun.evaluation.compare import Comparison
 from dlrun.execution.executors import Executor
 from dlrun.protocol.splits import AUTO_CHUNK
 from dlrun.reporting import Reporter
@@ -41,26 +40,6 @@ from dlrun.store.lock import RunLock
 from dlrun.store.run_folder import RunFolder
 
 __all__ = ["Comparison", "RunResult", "compare", "load", "load_config", "run", "run_dir_for", "until_decided"]
-
-
-# ----------------------------------------------------------------------------- results
-@dataclass
-class Comparison:
-    """What ``dlrun compare`` reports, as data.
-
-    Attributes:
-        metric: The metric compared.
-        table: One row per run: its estimate and interval.
-        tests: One row per comparison made (``a``, ``b``, the test's fields, ``paired``, ``reason``, ``verdict``).
-        verdict: The sentence the CLI prints (for more than two runs, the summary line).
-        details: The full result of :func:`dlrun.evaluation.compare.compare`.
-    """
-
-    metric: str
-    table: pd.DataFrame
-    tests: pd.DataFrame
-    verdict: str
-    details: Any = field(default=None, repr=False)
 
 
 # ----------------------------------------------------------------------------- specs and folders
@@ -176,22 +155,7 @@ def compare(*run_dirs: str | Path, metric: str | None = None, **options: Any) ->
         InputError: No run matches, or a run lacks the metric.
     """
     paths = cmp.expand_run_dirs([str(p) for p in run_dirs])
-    result = cmp.compare([cmp.load_run(p) for p in paths], metric, **options)
-    rows = []
-    for pw in getattr(result, "pairwise", []) or []:
-        test = pw.get("test") or {}
-        rows.append(
-            {
-                "a": pw.get("a"),
-                "b": pw.get("b"),
-                **{k: v for k, v in test.items() if not isinstance(v, (dict, list))},
-                "paired": pw.get("paired"),
-                "reason": pw.get("reason"),
-                "verdict": pw.get("verdict"),
-            }
-        )
-    verdict = str(getattr(result, "verdict", "") or (rows[0]["verdict"] if len(rows) == 1 else ""))
-    return Comparison(str(result.metric), result.table, pd.DataFrame(rows), verdict, result)
+    return cmp.compare([cmp.load_run(p) for p in paths], metric, **options)
 
 
 def until_decided(
@@ -206,7 +170,9 @@ def until_decided(
 
     After each chunk of :data:`dlrun.protocol.splits.AUTO_CHUNK` repeats (trained at once by the engine,
     into each run's own folder, its saved folds kept) the two runs are compared; it stops when
-    one of P(A better), P(practically equal), P(B better) reaches 0.95.
+    one of P(A better), P(practically equal), P(B better) reaches 1 − 0.05/L, L the number of looks
+    the rule may take (:func:`dlrun.evaluation.stats.sequential.decision_threshold`): a rule that
+    stops on what it sees at 0.95 at every look errs more often than 5% (benchmarks/sequential.py).
 
     Args:
         paths: The two run directories (k-fold or repeated k-fold runs on identical splits).
@@ -225,6 +191,7 @@ def until_decided(
         raise InputError(f"--until-decided compares exactly two runs; got {len(paths)}")
     if max_repeats < 1:
         raise InputError(f"--max-repeats must be a positive integer; got {max_repeats}")
+    start: int | None = None
     while True:
         runs = [cmp.load_run(p) for p in paths]
         c = cmp.compare(runs, metric, rope=rope)
@@ -234,13 +201,20 @@ def until_decided(
                 f"--until-decided needs two cross-validation runs on identical splits; {c.reason or c.verdict}"
             )
         reps = int(runs[0].summary.get("repeats") or 1)
+        start = start or reps
+        # every look may stop, so each decides only at 1 - 0.05/L: all L looks together err at most 5%
+        n_looks = stats.sequential.looks(start, max_repeats, AUTO_CHUNK)
+        threshold = stats.sequential.decision_threshold(start, max_repeats, AUTO_CHUNK)
         a, b = runs[0].label, runs[1].label
         probs = (
             f"P({a} better) = {bayes['p_a_better']:.2f}, P(practically equal, ROPE \u00b1{bayes['rope']:.3g}) = "
             f"{bayes['p_equal']:.2f}, P({b} better) = {bayes['p_b_better']:.2f}"
         )
-        if bayes["decided"]:
-            return f"until-decided: decided after {reps} repeat(s): {probs}."
+        if stats.sequential.decided(bayes, threshold):
+            return (
+                f"until-decided: decided after {reps} repeat(s): {probs} "
+                f"(≥ {threshold:.4g} at each of {n_looks} looks, so that all looks together err at most 5%)."
+            )
         if reps >= max_repeats:
             return f"until-decided: still undecided at --max-repeats {max_repeats}: {probs}."
         more_reps = min(max_repeats, reps + AUTO_CHUNK)

@@ -6,6 +6,7 @@ Nothing here prints; the CLI's reporters (:mod:`dlrun.cli.progress`) own the con
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol
 
 from dlrun.engines.base import EpochEvent
@@ -25,10 +26,15 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def fmt_value(v: Any, digits: int = 4) -> str:
-    """A table cell: floats to ``digits`` decimals, ``None`` as a dash."""
+    """A table cell: floats to ``digits`` decimals (significant digits where that would show 0.0000),
+    ``None`` and NaN as a dash: the one formatter of table cells, console and pages alike."""
     if v is None:
         return "–"
     if isinstance(v, float):
+        if math.isnan(v):
+            return "–"
+        if v != 0 and math.isfinite(v) and abs(v) < 10 ** (1 - digits):
+            return f"{v:.{digits}g}"
         return f"{v:.{digits}f}"
     return str(v)
 

@@ -43,7 +43,8 @@ def compare(
         bool,
         typer.Option(
             "--until-decided",
-            help="Two k-fold runs: add repeats to both until the Bayesian test puts 95% on one region.",
+            help="Two k-fold runs: add repeats to both until the Bayesian test puts 1 − 0.05/L on one region "
+            "at one of its L looks (all looks together err at most 5%).",
         ),
     ] = False,
     max_repeats: Annotated[
@@ -61,7 +62,7 @@ def compare(
         ),
     ] = None,
 ) -> None:
-    """Compare runs: paired tests on identical splits, Bayesian probabilities, Holm for 3+ runs."""
+    """Compare runs: paired tests on identical splits, Bayesian probabilities; 3+ runs adjusted over all pairs."""
     paths = cmp.expand_run_dirs(runs)
     if len(paths) < 2:
         raise InputError(
@@ -76,7 +77,7 @@ def compare(
         )
         out.print(why, markup=False)
 
-    result = api.compare(*paths, metric=metric, rope=rope, pairs=pairs, labels=label).details
+    result = api.compare(*paths, metric=metric, rope=rope, pairs=pairs, labels=label)
     table = result.table.rename(columns={"std": "std (folds)", "se": "se (headline)", "label": "run name"})
     cols = [
         c
@@ -99,7 +100,8 @@ def compare(
             print_frame(
                 f.rename(columns={"diff": f"\u2212 {result.best}"}),
                 ["label", f"\u2212 {result.best}", "ci_low", "ci_high", "p", "p_holm", "same_as_best"],
-                f"paired difference to the best ({result.best}); p_holm: Holm-adjusted",
+                f"paired difference to the best ({result.best}); p_holm: adjusted over all "
+                f"{result.n_tests} pairwise tests ({result.procedure})",
             )
     for pw in result.pairwise:
         if pw.get("verdict"):

@@ -17,33 +17,14 @@ def save_compare_plot(result: Any, path: Path) -> None:
     # constrained layout: long run labels and the footnote stay on the figure
     fig = Figure(figsize=(8, 2.2 + 0.5 * len(t)), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
-    if not result.forest.empty:
-        f = result.forest
-        plots.compare_forest(
-            ax,
-            [f"{lab} \u2212 {result.best}" for lab in f["label"]],
-            list(f["diff"]),
-            list(f["ci_low"]),
-            list(f["ci_high"]),
-            result.metric,
-            paired=[bool(x) for x in f["paired"]],
-            confidence=result.confidence,
-            note="Each run's paired difference to the best; Holm-adjusted p-values are in the console table.",
-        )
-    elif len(result.pairwise) == 1 and result.pairwise[0]["test"]:
-        pw = result.pairwise[0]
-        plots.compare_forest(
-            ax,
-            [f"{pw['a']} \u2212 {pw['b']}"],
-            [pw["test"]["mean_diff"]],
-            [pw["test"]["ci_low"]],
-            [pw["test"]["ci_high"]],
-            result.metric,
-            paired=[bool(pw["paired"])],
-            confidence=result.confidence,
-        )
+    rows, note = plots.difference_rows(result)
+    if rows:
+        if not result.forest.empty:
+            note = (
+                "Each run's paired difference to the best (intervals not adjusted); "
+                "adjusted p-values are in the console table."
+            )
+        plots.compare_differences(ax, rows, result.metric, confidence=result.confidence, note=note)
     else:
-        plots.compare_intervals(
-            ax, list(t["label"]), list(t["mean"]), list(t["ci_low"]), list(t["ci_high"]), result.metric
-        )
+        plots.compare_estimates(ax, result, list(t["label"]))
     save_figure(fig, path)

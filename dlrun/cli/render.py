@@ -7,18 +7,21 @@ from typing import Any
 from rich.table import Table
 
 from dlrun.cli.progress import fmt_value as _f
+from dlrun.evaluation import stats
 from dlrun.evaluation.summary import headline_block, headline_name
 
 
 def cv_summary_table(summary: dict[str, Any]) -> Table:
     """Every metric's headline estimate with its interval, beside the no-skill baseline."""
-    conf = int(round(summary.get("confidence", 0.95) * 100))
+    interval = stats.interval_column_title(
+        [headline_block(b).get("kind") for b in summary["metrics"].values()], summary.get("confidence", 0.95)
+    )
     table = Table(
         title=f"{summary['name']}: {summary['n_models']} models ({summary['mode']}, engine {summary['engine']})",
         caption="std: of the fold scores; se: of the estimate, corrected where the estimate is 'corrected' "
         "(\u221acorrection\u00b7std, not std/\u221aJ, because folds share training rows; see the summary's method)",
     )
-    for col in ("metric", "estimate", "n", "mean", "std (folds)", "se (estimate)", f"{conf}% CI", "baseline mean"):
+    for col in ("metric", "estimate", "n", "mean", "std (folds)", "se (estimate)", interval, "baseline mean"):
         table.add_column(col, justify="left" if col in ("metric", "estimate") else "right")
     for m, block in summary["metrics"].items():
         d = headline_block(block)

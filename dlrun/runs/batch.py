@@ -175,6 +175,8 @@ def run_batch(
         else:
             note(f"{item.config}: {done.status}: {done.error}")
         _write(batch_dir, items)
+        if reporter is not None:
+            reporter.step(sum(it.status == "finished" for it in items), len(items), "configs")
 
     # the executor is the one named, else the first valid config's runtime.executor
     pending = jobs()

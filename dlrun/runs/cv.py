@@ -317,10 +317,11 @@ def assemble_cv(
     scores = pd.DataFrame([p["scores"] for p in ordered])
     history = pd.concat([p["history"] for p in ordered], ignore_index=True)
     preds = [p["predictions"] for p in ordered if p["predictions"] is not None]
+    predictions = pd.concat(preds, ignore_index=True) if preds else None
     repeats = concrete_repeats(ev) if ev.mode in ("repeated_kfold", "repeated_split") else 1
     ctx = PlotContext.of(prep)
-    if preds:
-        writer.write_table(report.PREDICTIONS, pd.concat(preds, ignore_index=True))
+    if predictions is not None:
+        writer.write_table(report.PREDICTIONS, predictions)
     if helper is not None and defer is None:
         helper.submit(draw_history, writer.path, ctx, history)
     else:
@@ -371,7 +372,7 @@ def assemble_cv(
         )
         summary["train_metrics"][m] = stats.describe(scores[f"train_{m}"].to_numpy(), ev.confidence)
     summary["headline"] = headline(summary["metrics"][prep.main_metric], prep.main_metric)
-    add_divergence_warning(prep, summary, history)
+    add_divergence_warning(prep, summary, history, scores, predictions)
     writer.write_summary(summary, summary_markdown(summary))
     if defer is not None:
         defer(ctx, scores, history, summary)

@@ -7,6 +7,7 @@ sub-folder named by its overrides; ``sweep.csv`` and plots summarise them.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pandas as pd
 from dlrun.data.sources import load_dataset
 from dlrun.engines import choose_engine, share_groups
 from dlrun.errors import DlrunError, InputError, Interrupted, RunError, SpecError
+from dlrun.evaluation.learning import learning_mark
 from dlrun.evaluation.summary import headline_block
 from dlrun.execution.executors import Executor, make_executor
 from dlrun.protocol.jobs import prepare
@@ -75,6 +77,7 @@ def run_sweep(
         Interrupted: Ctrl-C or SIGTERM (points still out are cancelled and marked).
     """
     runner = make_executor(executor, base.runtime)
+    reporter = reporter or NullReporter()
     writer = report.RunWriter(sweep_dir)
     listing = [{"folder": p.folder, "overrides": p.overrides} for p in points]
     folder = RunsFolder(sweep_dir, "sweep")
@@ -114,6 +117,7 @@ def run_sweep(
         else:
             rows[job.index] = {**row, "status": done.status, "error": done.error}
             note(f"{point.folder}: {done.status}: {done.error}")
+        reporter.step(_n_finished(rows), len(points), "points", _best_text(rows))
 
     try:
         if todo:
@@ -232,6 +236,7 @@ def _train_together(
         # no wall time of its own: the points of a group trained at once (train_s is each one's share)
         rows[job.index] = {**row, **_row_from_dir(job.path), "duration_s": None, "trained_together": size}
         note(f"[{job.index + 1}/{len(points)}] {points[job.index].folder}: finished")
+        reporter.step(_n_finished(rows), len(points), "points", _best_text(rows))
     left = [j for j in todo if j.index not in together]
     alone = sum(_n_models(j.spec) for j in left)
     packing.update(programs.as_dict())
@@ -261,6 +266,24 @@ def _n_models(spec: Spec) -> int:
     return int(ev.folds) * (concrete_repeats(ev) if ev.mode == "repeated_kfold" else 1)
 
 
+def _n_finished(rows: dict[int, dict[str, Any]]) -> int:
+    return sum(r.get("status") == "finished" for r in rows.values())
+
+
+def _best_text(rows: dict[int, dict[str, Any]]) -> str:
+    """``lr_0.01, accuracy 0.8610``: the finished point with the best main metric, for progress lines."""
+    done = [r for r in rows.values() if r.get("status") == "finished" and r.get("main_metric")]
+    if not done:
+        return ""
+    m = str(done[0]["main_metric"])
+    scored = [r for r in done if isinstance(r.get(f"{m}_mean"), (int, float))]
+    if not scored:
+        return ""
+    pick = max if done[0].get(f"{m}_higher_is_better", True) else min
+    best = pick(scored, key=lambda r: float(r[f"{m}_mean"]))
+    return f"{best['folder']}, {m} {float(best[f'{m}_mean']):.4f}"
+
+
 def _row_from_dir(path: Path) -> dict[str, Any]:
     """Each metric's mean and interval (or single value) from a point's ``summary.json``."""
     row: dict[str, Any] = {"status": point_status(path)}
@@ -282,9 +305,8 @@ def _row_from_dir(path: Path) -> dict[str, Any]:
             base = (summary.get("baseline") or {}).get("metrics", {}).get(m)
             row[f"{m}_baseline"] = headline_block(base).get("mean") if isinstance(base, dict) else base
         row["train_s"] = _train_seconds(path, summary)
+        row["warning"] = learning_mark(summary)
     if state.get("started") and state.get("ended"):
-        import datetime as dt
-
         started = dt.datetime.fromisoformat(state["started"])
         ended = dt.datetime.fromisoformat(state["ended"])
         row["duration_s"] = round((ended - started).total_seconds(), 2)

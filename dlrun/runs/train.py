@@ -159,7 +159,7 @@ def _write_train(prep: Prepared, writer: report.RunWriter, scored: Scored, smoot
             f"(no-skill baseline {row.get('baseline_' + prep.main_metric):.4f}); "
             "one run: no interval — use `dlrun cv` for one",
         }
-    add_divergence_warning(prep, summary, history.assign(repeat=0, fold=0))
+    add_divergence_warning(prep, summary, history.assign(repeat=0, fold=0), predictions=part["predictions"])
     writer.write_summary(summary, summary_markdown(summary))
     name, units = spec.name, curve_units(prep)
     for m in history_metrics(history.assign(repeat=0, fold=0)):

@@ -392,6 +392,19 @@ def _is_path(key: Any) -> bool:
     return isinstance(key, str) and ("." in key or "[" in key)
 
 
+class MlflowTrackingSpec(_Section):
+    """Log each finished run into MLflow (needs ``pip install 'dlrun[mlflow]'``)."""
+
+    tracking_uri: str | None = None  # None: MLflow's own default (MLFLOW_TRACKING_URI, else ./mlruns)
+    experiment: str | None = None  # None: "dlrun"
+
+
+class TrackingSpec(_Section):
+    """Experiment trackers a finished run is logged into; they never change its results."""
+
+    mlflow: MlflowTrackingSpec | None = None
+
+
 class Spec(_Section):
     """A whole experiment."""
 
@@ -407,6 +420,7 @@ class Spec(_Section):
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     sweep: SweepSpec | None = None
     search: SearchSpec | None = None
+    tracking: TrackingSpec | None = None
 
     @property
     def is_cv(self) -> bool:

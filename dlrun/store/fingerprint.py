@@ -32,6 +32,7 @@ IGNORED_FIELDS: tuple[str, ...] = (
     "output_dir",
     "sweep",
     "search",
+    "tracking",
     "training.verbose",
     "training.checkpoint_every",
     "runtime.device",

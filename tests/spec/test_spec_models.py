@@ -74,3 +74,24 @@ def test_every_mode_validates_and_is_cv_matches(mode: str) -> None:
 def test_repeated_modes_accept_repeats(mode: str) -> None:
     spec = validate(tiny_spec("binary", evaluation={"mode": mode, "repeats": 4}))
     assert spec.evaluation.repeats == 4
+
+
+def test_tracking_section_validates_and_stays_out_of_the_fingerprint() -> None:
+    from dlrun.spec.validation import resolved_dict
+    from dlrun.store.fingerprint import spec_fields
+
+    raw = tiny_spec(tracking={"mlflow": {"tracking_uri": "sqlite:///m.db", "experiment": "night"}})
+    spec = validate(raw)
+    assert spec.tracking is not None and spec.tracking.mlflow is not None
+    assert spec.tracking.mlflow.experiment == "night"
+    assert not any(k.startswith("tracking") for k in spec_fields(resolved_dict(spec)))
+
+
+@pytest.mark.parametrize(
+    ("tracking", "path"),
+    [({"mlfow": {}}, "tracking.mlfow"), ({"mlflow": {"uri": "x"}}, "tracking.mlflow.uri")],
+)
+def test_tracking_typos_name_the_field(tracking: dict[str, Any], path: str) -> None:
+    with pytest.raises(SpecError) as info:
+        validate(tiny_spec(tracking=tracking))
+    assert path in str(info.value)

@@ -179,7 +179,10 @@ def difference_rows(result: Any) -> tuple[list[DifferenceRow], str]:
             )
             for _, r in forest.iterrows()
         ]
-        return rows, "Each run's paired difference to the best; Holm-adjusted p-values are in the verdicts."
+        return rows, (
+            "Each run's paired difference to the best (intervals not adjusted); p-values adjusted over "
+            "all pairs are in the verdicts."
+        )
     tested = [pw for pw in result.pairwise if pw.get("test")]
     rows = [
         (

@@ -38,6 +38,7 @@ from dlrun.protocol.jobs import prepare
 from dlrun.reporting import NullReporter, Reporter
 from dlrun.runs.finish import Finisher
 from dlrun.runs.packing import Programs, TrialWork, finish_failed, parts_of, train_trials
+from dlrun.runs.search.dashboard import best_so_far, set_study_attrs, set_trial_attrs
 from dlrun.runs.search.outputs import SearchOutcome, values_text, write_outputs, write_trials_table
 from dlrun.runs.search.racing import race, stages_of
 from dlrun.runs.search.study import (
@@ -129,6 +130,7 @@ def run_search(
     search_dir.mkdir(parents=True, exist_ok=True)
     check_same_search(search_dir, raw.get("search", {}), prep0)
     study = open_study(search_dir, settings, params, seed, direction)
+    set_study_attrs(study, search_dir, base.name, metric, argv)
     distributions = {p.path: p.distribution() for p in params}
     raw_base = base_raw(raw)
     folds = prep0.folds
@@ -229,17 +231,19 @@ def run_search(
                             # recorded first: a search killed before the tell below knows this trial was stopped
                             w.trial.set_user_attr("stopped", why)
                             w.trial.set_user_attr("folds_run", len(done_folds))
-                            finish_trial(w, done_folds, argv, fin)
+                            set_trial_attrs(w.trial, w.path, finish_trial(w, done_folds, argv, fin))
                             tell(study, w.trial, state=TrialState.PRUNED)
                             reporter.note(f"trial {w.number}: stopped: {why}")
                 for w in live:
                     summary = finish_trial(w, folds, argv, fin)
                     value = summary["metrics"][metric][summary["metrics"][metric]["headline"]]["mean"]
                     w.trial.set_user_attr("folds_run", len(folds))
+                    set_trial_attrs(w.trial, w.path, summary)
                     tell(study, w.trial, value)
                     reporter.note(f"trial {w.number}: {summary['headline']['text']}")
                 save_state("running")
                 write_trials_table(study, search_dir, metric, params)
+                reporter.step(len(ended()), n_trials, "trials", best_so_far(study, metric))
             if fin is not None:
                 fin.wait()  # every trial folder complete before the search's own outputs
     except (KeyboardInterrupt, Interrupted):

@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from dlrun.errors import DlrunError
-from dlrun.evaluation import compare as cmp
 from dlrun.evaluation import stats
+from dlrun.evaluation.learning import learning_mark
 from dlrun.evaluation.summary import headline_block
 from dlrun.runs.packing import Programs, parts_of
 from dlrun.runs.search.study import fold_scores, trial_dir, trial_spec
@@ -87,6 +86,7 @@ def trial_rows(study: Any, search_dir: Path, metric: str, params: list[Param]) -
                     f"{metric}_ci_high": d.get("ci_high"),
                     "n_folds": d.get("n"),
                     "epochs_run": int(round(s["n_models"] * s["epochs"]["mean"])),
+                    "warning": learning_mark(s),
                 }
             )
         else:
@@ -97,6 +97,7 @@ def trial_rows(study: Any, search_dir: Path, metric: str, params: list[Param]) -
                     f"{metric}_ci_high": None,
                     "n_folds": len(parts_of(path)) or None,
                     "epochs_run": None,
+                    "warning": "",
                 }
             )
         row["stopped"] = t.user_attrs.get("stopped", "")
@@ -119,6 +120,13 @@ def trial_rows(study: Any, search_dir: Path, metric: str, params: list[Param]) -
     return table
 
 
+def interval_name(path: Path, metric: str, conf: float) -> str:
+    """``95% CI`` where the trial's headline is a confidence interval the calibration study backs,
+    else ``95% interval``."""
+    kind = headline_block(report.read_json(path / report.SUMMARY_JSON)["metrics"][metric]).get("kind")
+    return stats.interval_column_title([kind], conf)
+
+
 def write_trials_table(study: Any, search_dir: Path, metric: str, params: list[Param]) -> pd.DataFrame:
     table = trial_rows(study, search_dir, metric, params)
     report.write_csv(search_dir / TRIALS_CSV, table)
@@ -135,73 +143,37 @@ def compare_top(
     n_test: float,
     conf: float,
 ) -> pd.DataFrame:
-    """The best ``top`` finished trials against the best, paired on identical folds, Holm-adjusted.
+    """The best ``top`` finished trials against the best, paired on identical folds.
+
+    The trials are tested pairwise and the p-values adjusted over every pair
+    (:func:`dlrun.evaluation.stats.compare_with_best`): the best is chosen from the same scores, so
+    testing only against it would not hold the family-wise error.
 
     Returns:
         One row per trial: mean, difference to the best with its Nadeau–Bengio corrected interval,
-        raw and Holm-adjusted p, and ``tied_with_best`` (the adjusted p is at least 1 − confidence).
+        raw and adjusted p, and ``tied_with_best``; ``attrs["procedure"]`` names the adjustment.
     """
     col = f"{metric}_mean"
     done = table[(table["status"] == "finished") & table[col].notna()].copy()
     if done.empty:
         return pd.DataFrame()
     done = done.sort_values(col, ascending=not higher).head(top)
-    best_n = int(done.iloc[0]["trial"])
-    best_scores = fold_scores(trial_dir(search_dir, best_n), metric)
-    keys = sorted(best_scores)
-    rows = [
-        {
-            "trial": best_n,
-            "mean": float(done.iloc[0][col]),
-            "diff": 0.0,
-            "ci_low": None,
-            "ci_high": None,
-            "p": None,
-            "p_holm": None,
-            "tied_with_best": True,
-        }
-    ]
-    tests = []
-    for _, r in done.iloc[1:].iterrows():
-        n = int(r["trial"])
-        sc = fold_scores(trial_dir(search_dir, n), metric)
-        try:
-            t = stats.corrected_paired_ttest(
-                [sc[k] for k in keys], [best_scores[k] for k in keys], n_train, n_test, conf
-            )
-        except (DlrunError, KeyError):
-            continue
-        tests.append((n, float(r[col]), t))
-    adjusted = stats.holm([float(t["p"]) if t.get("p") is not None else 1.0 for _, _, t in tests]) if tests else []
-    tied = tied_by_compare(search_dir, [int(n) for n in done["trial"]], metric)
-    for (n, m, t), p_adj in zip(tests, adjusted):
-        rows.append(
-            {
-                "trial": n,
-                "mean": m,
-                "diff": t["mean_diff"],
-                "ci_low": t.get("ci_low"),
-                "ci_high": t.get("ci_high"),
-                "p": t.get("p"),
-                "p_holm": p_adj,
-                "tied_with_best": (n in tied) if tied is not None else bool(p_adj is not None and p_adj >= 1 - conf),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def tied_by_compare(search_dir: Path, numbers: list[int], metric: str) -> set[int] | None:
-    """The trials the many-run comparison (:func:`dlrun.evaluation.compare.compare`) cannot tell apart
-    from the best, or None for fewer than three trials (or runs it cannot compare)."""
-    if len(numbers) < 3:
-        return None
-    labels = [f"trial {n}" for n in numbers]
-    try:
-        runs = [cmp.load_run(trial_dir(search_dir, n)) for n in numbers]
-        result = cmp.compare(runs, metric, labels=labels)
-    except DlrunError:  # trials the comparison refuses: the Holm test here decides
-        return None
-    return {numbers[labels.index(lab)] for lab in result.indistinguishable if lab in labels}
+    numbers = [int(n) for n in done["trial"]]
+    scores = [fold_scores(trial_dir(search_dir, n), metric) for n in numbers]
+    keys = sorted(scores[0])
+    result = stats.compare_with_best(
+        numbers,
+        [[s.get(k, float("nan")) for k in keys] for s in scores],
+        n_train,
+        n_test,
+        conf,
+        higher_is_better=higher,
+    )
+    procedure = result.attrs.get("procedure", "")
+    result = result.rename(columns={"label": "trial"})
+    result.attrs["procedure"] = procedure
+    result["mean"] = result["trial"].map(dict(zip(numbers, done[col].astype(float))))
+    return result
 
 
 def search_plots(study: Any, search_dir: Path, params: list[Param], metric: str) -> list[str]:
@@ -289,12 +261,13 @@ def write_outputs(
     best_raw: dict[str, Any] | None = None
     if not done.empty:
         row = {str(k): v for k, v in done.sort_values(col, ascending=not higher).iloc[0].to_dict().items()}
+        row["interval"] = interval_name(trial_dir(search_dir, int(row["trial"])), metric, conf)
         best = row
         values = {p.path: p.value_of(choice_label_value(study, int(row["trial"]), p)) for p in params}
         best_raw, _ = trial_spec(raw_base, values, f"{base.name}_best", source)
         header = (
             f"# best trial {int(row['trial'])} of the search in {search_dir} ({metric} "
-            f"{f4(row[col])}, {int(round(conf * 100))}% CI {f4(row.get(f'{metric}_ci_low'))} to "
+            f"{f4(row[col])}, {row['interval']} {f4(row.get(f'{metric}_ci_low'))} to "
             f"{f4(row.get(f'{metric}_ci_high'))});\n# run it with: dlrun cv {search_dir / BEST_CONFIG}\n"
         )
         report.write_text(search_dir / BEST_CONFIG, header + yaml.safe_dump(best_raw, sort_keys=False))
@@ -356,7 +329,7 @@ def search_markdown(summary: dict[str, Any], table: pd.DataFrame, top: pd.DataFr
     if best:
         lines += [
             f"**Best: trial {int(best['trial'])}, {m} {f4(best[f'{m}_mean'])} "
-            f"({int(round(summary['confidence'] * 100))}% CI {f4(best.get(f'{m}_ci_low'))} to "
+            f"({best.get('interval') or 'interval'} {f4(best.get(f'{m}_ci_low'))} to "
             f"{f4(best.get(f'{m}_ci_high'))}, "
             "corrected for correlated folds).** This score is optimistic: it is the best of many; "
             "`evaluation.outer` gives an honest estimate of the search procedure.",
@@ -388,12 +361,15 @@ def search_markdown(summary: dict[str, Any], table: pd.DataFrame, top: pd.DataFr
         lines.append("")
     if not top.empty:
         lines += [
-            "| trial | mean | diff to best | CI low | CI high | p | p (Holm) | tied |",
+            f"Each trial against the best: corrected paired t-test; p adjusted over all pairs "
+            f"({top.attrs.get('procedure', 'Holm')}); the difference's interval is not adjusted.",
+            "",
+            "| trial | mean | diff to best | diff low | diff high | p | p (adjusted) | tied |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for _, r in top.iterrows():
             lines.append(
-                f"| {int(r['trial'])} | {r['mean']:.4f} | {r['diff']:+.4f} | {f4(r['ci_low'])} | {f4(r['ci_high'])} | "
+                f"| {int(r['trial'])} | {r['mean']:.4f} | {f4(r['diff'])} | {f4(r['ci_low'])} | {f4(r['ci_high'])} | "
                 f"{f4(r['p'])} | {f4(r['p_holm'])} | {'yes' if r['tied_with_best'] else 'no'} |"
             )
     return "\n".join(lines) + "\n"

@@ -1,5 +1,5 @@
 """A search's optuna.journal as optuna-dashboard reads it (Optuna's JournalStorage), finished and while
-the search holds it; the user attributes dlrun adds for the dashboard (dlrun.export.optuna_attrs)."""
+the search holds it; the user attributes dlrun adds for the dashboard (dlrun.runs.search.dashboard)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from conftest import tiny_spec
 from export_folders import folders_fixture  # noqa: F401 (the `folders` fixture)
 
-from dlrun.export.optuna_attrs import best_so_far, set_study_attrs, set_trial_attrs, study_attrs, trial_attrs
+from dlrun.runs.search.dashboard import best_so_far, set_study_attrs, set_trial_attrs, study_attrs, trial_attrs
 from dlrun.reporting import NullReporter
 from dlrun.runs.locking import RunLock, is_locked
 from dlrun.runs.search import STUDY, run_search
@@ -39,6 +39,11 @@ def test_a_finished_search_journal_reads_in_optuna(folders: dict[str, Path]) -> 
     assert all(0.0 <= t.value <= 1.0 for t in trials)
     assert all("training.batch_size" in t.params for t in trials)
     assert study.best_trial.number in (0, 1)
+    for t in trials:  # what only dlrun knows, as the dashboard shows it
+        assert Path(t.user_attrs["run_folder"]).name == f"trial_{t.number:04d}"
+        assert t.user_attrs["accuracy_ci_low"] <= t.user_attrs["accuracy_mean"] <= t.user_attrs["accuracy_ci_high"]
+    assert study.user_attrs["search_folder"] == str(folders["search"].resolve())
+    assert study.user_attrs["metric"] == "accuracy"
 
 
 class _ReadsTheJournal(NullReporter):
