@@ -12,11 +12,12 @@ import pytest
 from conftest import tiny_spec
 from export_folders import folders_fixture  # noqa: F401 (the `folders` fixture)
 
-from dlrun.runs.search.dashboard import best_so_far, set_study_attrs, set_trial_attrs, study_attrs, trial_attrs
 from dlrun.reporting import NullReporter
-from dlrun.runs.locking import RunLock, is_locked
-from dlrun.runs.search import STUDY, run_search
+from dlrun.runs.search import run_search
+from dlrun.runs.search.dashboard import best_so_far, set_study_attrs, set_trial_attrs, study_attrs, trial_attrs
+from dlrun.runs.search.study import STUDY
 from dlrun.store.layout import JOURNAL
+from dlrun.store.lock import RunLock, is_locked
 
 optuna = pytest.importorskip("optuna")
 pytestmark = pytest.mark.xdist_group("export")
