@@ -1,6 +1,6 @@
 """The ``dlrun`` program (console script and ``python -m dlrun``).
 
-Stop signals are routed to :mod:`dlrun.runs.lifecycle`'s flag before the command line's heavier
+Stop signals are routed to :mod:`dlrun.store.signals`' flag before the command line's heavier
 imports, so a SIGINT or SIGTERM during start-up is honoured too (exit code 130), not lost.
 """
 
@@ -14,7 +14,7 @@ import threading
 
 def main() -> None:
     """Install the stop-signal handlers, run the CLI, and end the process with its exit code."""
-    from dlrun.runs.lifecycle import install_signal_handlers
+    from dlrun.store.signals import install_signal_handlers
 
     install_signal_handlers()
     from dlrun.cli.app import main as cli_main

@@ -41,9 +41,7 @@ from dlrun.engines.runtime import quiet_tensorflow
 from dlrun.errors import DlrunError, InputError, SpecError
 from dlrun.protocol.jobs import prepare
 from dlrun.reporting import fmt_duration
-from dlrun.runs import lifecycle
 from dlrun.runs.batch import expand_configs, run_batch
-from dlrun.runs.locking import RunLock
 from dlrun.runs.predict import predict_file
 from dlrun.runs.search import run_search
 from dlrun.runs.sweep import expand, grid_as_search, run_sweep
@@ -51,7 +49,9 @@ from dlrun.spec import schema as spec_schema
 from dlrun.spec.schema import apply_overrides, json_schema, load_spec, read_yaml
 from dlrun.spec.shapes import check_output, layer_table, output_shape
 from dlrun.store import io as store_io
+from dlrun.store import signals
 from dlrun.store.io import write_csv, write_text
+from dlrun.store.lock import RunLock
 
 app = typer.Typer(
     name="dlrun",
@@ -395,11 +395,11 @@ def main(argv: list[str] | None = None) -> None:
 
     Usage errors are Typer's own (exit code 2); Typer exits through ``SystemExit``. Run as a
     program (``argv`` None), SIGINT and SIGTERM set a flag for the whole command (see
-    :mod:`dlrun.runs.lifecycle`) and it ends with exit code 130 whatever phase the signal hit.
+    :mod:`dlrun.store.signals`) and it ends with exit code 130 whatever phase the signal hit.
     """
 
     if argv is None:
-        lifecycle.install_signal_handlers()
+        signals.install_signal_handlers()
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args[1:]:  # --debug works after the subcommand too
         args.remove("--debug")
@@ -411,8 +411,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=args, prog_name="dlrun")
     except SystemExit as exc:
-        if lifecycle.stop_requested() and exc.code in (0, 1, None):
-            err.print(f"interrupted ({lifecycle.stop_signal_name()})", markup=False)
+        if signals.stop_requested() and exc.code in (0, 1, None):
+            err.print(f"interrupted ({signals.stop_signal_name()})", markup=False)
             sys.exit(130)
         raise
     except DlrunError as exc:

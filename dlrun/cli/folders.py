@@ -11,9 +11,9 @@ from dlrun.engines.runtime import quiet_tensorflow
 from dlrun.errors import InputError
 from dlrun.reporting import Reporter
 from dlrun.runs import search as search_runs
-from dlrun.runs.locking import RunLock
 from dlrun.spec.schema import validate
 from dlrun.store import io as report
+from dlrun.store.lock import RunLock
 
 
 def sweep_folder(base: Any, out_dir: Path | None, resume: bool) -> Path:

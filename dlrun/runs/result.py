@@ -63,7 +63,3 @@ class RunResult:
     def estimate(self, metric: str | None = None) -> Estimate:
         """The reported value of ``metric`` (default: the main one) as an :class:`Estimate`."""
         return Summary(self.summary).estimate(metric)
-
-
-#: The name runs used for a finished run before there was one type.
-RunOutcome = RunResult

@@ -467,15 +467,15 @@ def test_adaptive_repeats_stop_and_say_why(
     from pathlib import Path
 
     from dlrun.runs import cv as runner
-    from dlrun.runs.record import RunOutcome
+    from dlrun.runs.result import RunResult
 
     calls: list[int] = []
 
-    def fake_run_cv(spec: object, run_dir: Path, *args: object, **kwargs: object) -> RunOutcome:
+    def fake_run_cv(spec: object, run_dir: Path, *args: object, **kwargs: object) -> RunResult:
         r = spec.evaluation.repeats  # type: ignore[attr-defined]
         assert spec.evaluation.mode == "repeated_kfold"  # type: ignore[attr-defined]
         calls.append(r)
-        return RunOutcome(run_dir, _fake_summary(r, std, split), "stacked")
+        return RunResult(run_dir, _fake_summary(r, std, split), "stacked")
 
     monkeypatch.setattr(runner, "run_cv", fake_run_cv)
     monkeypatch.setattr(runner, "extend_repeats", lambda *a, **k: None)
