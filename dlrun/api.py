@@ -65,22 +65,8 @@ def run_dir_for(
     command: str | None = None,
     note: Callable[[str], None] | None = None,
 ) -> Path:
-    """The folder a run writes into: ``out``, or ``output_dir/name/<timestamp>``.
-
-    A folder whose run failed before it trained anything (a bad input found once the data was
-    read, say) holds no results, so it is started afresh, with or without ``resume``: the fixed
-    config may then differ from the failed one. Its ``progress.jsonl`` keeps the failed attempt.
-
-    Args:
-        spec: The validated spec.
-        out: The folder asked for, or None.
-        resume: Continue the run in ``out``.
-        command: ``train`` or ``cv``: a spec for the other command is refused before any folder is made.
-        note: Told, in one line, when a failed run's folder is started afresh.
-
-    Raises:
-        InputError: ``resume`` without ``out``; ``out`` is a file, or holds a run and ``resume`` is off;
-            the spec's mode belongs to the other command.
+    """The folder a run writes into (``out``, or ``output_dir/name/<timestamp>``), as
+    :meth:`dlrun.store.run_folder.RunFolder.open` makes, reclaims and checks it; the lock is released on return.
     """
     with RunFolder.open(spec, out, resume, command=command, note=note) as folder:
         return folder.path

@@ -134,7 +134,32 @@ def _who(keys: tuple[tuple[int, int], ...], total: int) -> str:
     return f"repeat {r + 1} fold {f + 1}"
 
 
-class PlainReporter:
+class _Lines:
+    """What both line reporters share: time-stamped, flushed lines without control characters."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.clock = _Clock()
+        self.run = ""
+
+    def _line(self, text: str) -> None:
+        self.stream.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        self._line(text)
+
+    def _start_line(self, run: str, total_models: int, epochs: int, done_models: int) -> None:
+        self.run = run
+        self.clock.start(total_models, epochs, done_models)
+        already = f", {done_models} already done" if done_models else ""
+        self._line(f"{run}: training {total_models} model(s) x {epochs} epochs{already}")
+
+    def step(self, done: int, total: int, unit: str, best: str = "") -> None:
+        self._line(step_text(done, total, unit, best))
+
+
+class PlainReporter(_Lines):
     """One flushed line per epoch (or every ``log_every`` epochs) with no control characters.
 
     Args:
@@ -143,24 +168,11 @@ class PlainReporter:
     """
 
     def __init__(self, stream: TextIO, log_every: int = 1) -> None:
-        self.stream = stream
+        super().__init__(stream)
         self.log_every = log_every
-        self.clock = _Clock()
-        self.run = ""
-
-    def _line(self, text: str) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        self.stream.write(f"{stamp} {text}\n")
-        self.stream.flush()
-
-    def note(self, text: str) -> None:
-        self._line(text)
 
     def start(self, run: str, total_models: int, epochs: int, done_models: int = 0) -> None:
-        self.run = run
-        self.clock.start(total_models, epochs, done_models)
-        already = f", {done_models} already done" if done_models else ""
-        self._line(f"{run}: training {total_models} model(s) x {epochs} epochs{already}")
+        self._start_line(run, total_models, epochs, done_models)
 
     def epoch(self, event: EpochEvent) -> None:
         self.clock.advance(event.keys, event.epoch)
@@ -184,16 +196,13 @@ class PlainReporter:
                 f"{shown}{fmt_duration(seconds)} | eta {fmt_eta(self.clock.eta())}"
             )
 
-    def step(self, done: int, total: int, unit: str, best: str = "") -> None:
-        self._line(step_text(done, total, unit, best))
-
     def finish(self) -> None:
         if self.run:
             self._line(f"{self.run}: finished in {fmt_duration(self.clock.elapsed())}")
             self.run = ""
 
 
-class LogReporter:
+class LogReporter(_Lines):
     """Few lines for a log file: the start, one line per tenth of the work, and the end.
 
     A progress line is written each time the work done (epochs of every model, finished or in
@@ -207,30 +216,18 @@ class LogReporter:
     """
 
     def __init__(self, stream: TextIO, steps: int = 10) -> None:
-        self.stream = stream
+        super().__init__(stream)
         self.steps = steps
-        self.clock = _Clock()
-        self.run = ""
         self.done: set[tuple[int, int]] = set()
         self.scores: list[float] = []
         self.metric = ""
         self.shown = 0  # tenths of the work already reported
 
-    def _line(self, text: str) -> None:
-        self.stream.write(f"{time.strftime('%H:%M:%S')} {text}\n")
-        self.stream.flush()
-
-    def note(self, text: str) -> None:
-        self._line(text)
-
     def start(self, run: str, total_models: int, epochs: int, done_models: int = 0) -> None:
-        self.run = run
-        self.clock.start(total_models, epochs, done_models)
         self.done = set()
         self.scores = []
+        self._start_line(run, total_models, epochs, done_models)
         self.shown = int(self.clock.fraction() * self.steps)
-        already = f", {done_models} already done" if done_models else ""
-        self._line(f"{run}: training {total_models} model(s) x {epochs} epochs{already}")
 
     def _progress(self) -> None:
         step = int(self.clock.fraction() * self.steps + 1e-9)
@@ -269,9 +266,6 @@ class LogReporter:
             if value == value:  # a NaN score (a fold without both classes) is left out of the mean
                 self.scores.append(float(value))
         self._progress()
-
-    def step(self, done: int, total: int, unit: str, best: str = "") -> None:
-        self._line(step_text(done, total, unit, best))
 
     def finish(self) -> None:
         if self.run:
