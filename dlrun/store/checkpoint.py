@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,8 +22,11 @@ from dlrun.errors import CorruptFileError
 from dlrun.store import io as report
 from dlrun.store import layout
 
-if TYPE_CHECKING:
-    from dlrun.engines.base import FitJob
+
+class Resumable(Protocol):
+    """What a checkpoint restores into: a training job's first epoch (an engine's ``FitJob``)."""
+
+    initial_epoch: int
 
 
 def encode_checkpoint(state: dict[str, Any]) -> bytes:
@@ -73,7 +76,7 @@ class TrainCheckpoint:
         self.saved: dict[str, Any] | None = None
         self.history: dict[str, list[float]] = {}
 
-    def restore_into(self, job: FitJob) -> bool:
+    def restore_into(self, job: Resumable) -> bool:
         """Point ``job`` at the saved epoch; return whether a checkpoint was found."""
         if not self.path.exists():
             return False
