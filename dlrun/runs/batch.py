@@ -18,7 +18,7 @@ from dlrun.spec.schema import load_spec
 from dlrun.store import io as report
 from dlrun.store.layout import BATCH_CSV, SUMMARY_JSON
 from dlrun.store.lock import holding_lock
-from dlrun.store.run_folder import RunsFolder
+from dlrun.store.runs_folder import RunsFolder
 from dlrun.store.signals import stop_requested
 
 

@@ -30,7 +30,7 @@ from dlrun.spec.schema import Spec
 from dlrun.store import io as report
 from dlrun.store.layout import HISTORY, SUMMARY_JSON, SWEEP_CSV, SWEEP_STATE
 from dlrun.store.lock import holding_lock
-from dlrun.store.run_folder import RunsFolder
+from dlrun.store.runs_folder import RunsFolder
 from dlrun.store.signals import stop_requested
 
 __all__ = ["SWEEP_CSV", "SweepPoint", "expand", "grid_as_search", "parse_grid", "point_status", "run_sweep"]
