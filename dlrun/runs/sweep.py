@@ -78,6 +78,8 @@ def run_sweep(
     writer = report.RunWriter(sweep_dir)
     listing = [{"folder": p.folder, "overrides": p.overrides} for p in points]
     folder = RunsFolder(sweep_dir, "sweep")
+    folder.check_spec(base, note)  # before anything trains: a sweep resumed with another spec is refused
+    folder.clear_temporaries()
     folder.write_status(SWEEP_STATE, {"name": base.name, "points": listing, "status": "running"})
     rows: dict[int, dict[str, Any]] = {}
     todo: list[SpecJob] = []
