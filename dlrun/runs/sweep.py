@@ -30,7 +30,7 @@ from dlrun.spec.schema import Spec
 from dlrun.store import io as report
 from dlrun.store.layout import HISTORY, SUMMARY_JSON, SWEEP_CSV, SWEEP_STATE
 from dlrun.store.lock import holding_lock
-from dlrun.store.runs_folder import RunsFolder
+from dlrun.store.runs_folder import RunsFolder, records_failure
 from dlrun.store.signals import stop_requested
 
 __all__ = ["SWEEP_CSV", "SweepPoint", "expand", "grid_as_search", "parse_grid", "point_status", "run_sweep"]
@@ -42,6 +42,7 @@ def point_status(path: Path) -> str:
 
 
 @holding_lock("sweep_dir")
+@records_failure("sweep_dir", "sweep", SWEEP_STATE)
 def run_sweep(
     base: Spec,
     points: list[SweepPoint],

@@ -120,8 +120,16 @@ def _splits_of_folds_csv(run_dir: Path) -> str | None:
     return h.hexdigest()
 
 
+RUN_HINT = "Use the run's own config (its config.yaml), or choose a new --out"
+
+
 def check_fingerprint(
-    run_dir: Path, new: dict[str, Any], *, spec_only: bool = False, note: Callable[[str], None] | None = None
+    run_dir: Path,
+    new: dict[str, Any],
+    *,
+    spec_only: bool = False,
+    note: Callable[[str], None] | None = None,
+    hint: str = RUN_HINT,
 ) -> bool:
     """Refuse to continue a run folder recorded with another fingerprint.
 
@@ -134,6 +142,7 @@ def check_fingerprint(
         new: The fingerprint of the command now (``data_sha256``/``splits`` None when not known yet).
         spec_only: Compare the spec fields only (before the data is loaded).
         note: Told, in one line, of a damaged fingerprint moved aside.
+        hint: What to do instead, closing the refusal.
 
     Returns:
         Whether the folder had a fingerprint (or a record in its place) to compare with.
@@ -179,8 +188,7 @@ def check_fingerprint(
     if changes:
         shown = "; ".join(changes[:6]) + (f"; … ({len(changes)} in all)" if len(changes) > 6 else "")
         raise FingerprintMismatch(
-            f"--resume: {run_dir} was run with another config ({shown}); resuming would mix results. "
-            "Use the run's own config (its config.yaml), or choose a new --out"
+            f"--resume: {run_dir} was run with another config ({shown}); resuming would mix results. {hint}"
         )
     return True
 

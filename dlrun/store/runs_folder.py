@@ -18,10 +18,12 @@ Guarantees, on top of each run's own (:mod:`dlrun.store.run_folder`):
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dlrun.errors import CorruptFileError, Interrupted
 from dlrun.spec.schema import Spec, resolved_dict
@@ -36,6 +38,34 @@ Note = Callable[[str], None]
 
 # what a killed writer leaves: .x.tmp (atomic writes), .model.keras.x.tmp.keras, .x.part
 TEMP_PATTERNS = (".*.tmp", ".*.tmp.keras*", ".*.part")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def records_failure(param: str, kind: str, name: str) -> Callable[[F], F]:
+    """Decorate a function that runs a folder of runs (its folder the argument ``param``): an
+    error that ends it while its status file ``name`` says ``running`` (a full disk, a bug) is
+    recorded there as ``failed``, so the status file says what the exit code says."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (KeyboardInterrupt, Interrupted):
+                raise
+            except BaseException as exc:
+                path = kwargs[param] if param in kwargs else args[list(inspect.signature(fn).parameters).index(param)]
+                folder = RunsFolder(Path(path), kind)
+                with contextlib.suppress(OSError, CorruptFileError):
+                    if folder.read_status(name).get("status") == "running":
+                        folder.update_status(name, status="failed", error=" ".join(str(exc).split()), updated=now_iso())
+                raise
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
 
 
 class RunsFolder:
@@ -121,7 +151,8 @@ class RunsFolder:
                 dest = move_aside(path)
                 if note is not None:
                     note(f"{path} {exc.reason}; moved to {dest.name}, recorded again (each run checks its own)")
-        check_fingerprint(self.path, fp, spec_only=True)
+        hint = f"Use the config and --set options the {self.kind} was started with (its resume line), or a new --out"
+        check_fingerprint(self.path, fp, spec_only=True, hint=hint)
         if not (self.path / FINGERPRINT).exists():
             self.path.mkdir(parents=True, exist_ok=True)
             write_fingerprint(self.path, fp)

@@ -197,3 +197,25 @@ def test_clean_removes_failed_and_dead_runs_only(tmp_path: Path, capsys: pytest.
     code, stdout, _ = run_main(["clean", tmp_path, "--yes"], capsys)
     assert code == 0 and "removed 2 run(s)" in stdout
     assert keep.exists() and not failed.exists() and not dead.exists()
+
+
+def test_a_sweep_stopped_by_a_full_disk_is_marked_failed_then_finished_on_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlrun.runs import sweep as sweep_mod
+
+    path = write_spec(tmp_path / "s.yaml", tiny_spec(mode="kfold", evaluation={"folds": 2}, epochs=1))
+    out = tmp_path / "sweep"
+    args = ["sweep", path, "--grid", "training.batch_size=16", "--out", out]
+
+    def full_disk(*a: Any, **k: Any) -> None:
+        raise OSError(28, "No space left on device", str(out / "plots"))
+
+    monkeypatch.setattr(sweep_mod, "_sweep_plots", full_disk)
+    code, _, err = run_main(args, capsys)
+    assert code == 2 and "No space left" in err
+    assert json.loads((out / "sweep.json").read_text())["status"] == "failed"
+    monkeypatch.undo()  # the disk is freed
+    code, _, err = run_main([*args, "--resume"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "sweep.json").read_text())["status"] == "finished"
