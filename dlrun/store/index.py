@@ -79,7 +79,11 @@ def _runs_folder_state(p: Path, kind: str) -> dict[str, Any]:
             data = report.read_json(status_file)
             if isinstance(data, dict):
                 state.update({k: data[k] for k in ("name", "status", "error") if k in data})
-                state["trials" if kind == "search" else "points"] = data.get("trials" if kind == "search" else "points")
+                state["points"] = data.get("points")
+                trials = data.get("trials")  # how many were asked for; once finished, the count of each end
+                if isinstance(trials, dict):
+                    trials = sum(int(v) for k, v in trials.items() if k != "interrupted")
+                state["trials"] = trials
         elif kind == "batch":
             statuses = set(pd.read_csv(p / BATCH_CSV)["status"].astype(str))
             state["status"] = (

@@ -234,7 +234,7 @@ def recover(study: Any, search_dir: Path, metric: str, reporter: Reporter, argv:
         tell(study, t.number, state=TrialState.FAIL)
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
         RunsFolder(search_dir, "search").mark_abandoned(
-            path, "interrupted; its values are asked again as a new trial, its finished folds carried over", argv
+            path, "interrupted; re-run as a new trial with its saved folds", argv
         )
         reporter.note(f"trial {t.number}: interrupted; asked again with the same values, its finished folds kept")
 
