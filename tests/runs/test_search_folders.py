@@ -179,3 +179,28 @@ def test_a_signal_while_the_outputs_are_written_ends_interrupted(
     monkeypatch.setattr(optimize, "write_outputs", real)  # the disk is freed: resumed to the end
     run_search(search_spec(trials=1), out)
     assert json.loads((out / "search.json").read_text())["status"] == "finished"
+
+
+def test_a_nested_search_names_its_resume_line_and_refuses_another_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlrun.runs.search import nested
+    from dlrun.store.fingerprint import FingerprintMismatch
+
+    def stopped(*args: Any, **kwargs: Any) -> Any:
+        raise Interrupted("search interrupted")
+
+    monkeypatch.setattr(nested, "run_search", stopped)
+    raw = search_spec()
+    raw["evaluation"]["outer"] = {"folds": 2}
+    out = tmp_path / "nested"
+    argv = ["dlrun", "search", "n.yaml", "--trials", "3", "--set", "training.epochs=2", "--out", str(out)]
+    with pytest.raises(Interrupted) as info:
+        nested.run_nested(raw, out, argv=argv, trials=3)
+    assert str(info.value) == (
+        "nested search interrupted in outer fold r0_f0; resume with: "
+        f"dlrun search n.yaml --trials 3 --set training.epochs=2 --out {out} --resume"
+    )
+    raw["training"]["epochs"] = 3
+    with pytest.raises(FingerprintMismatch, match=r"training\.epochs: 2 → 3"):
+        nested.run_nested(raw, out, argv=argv, trials=3)

@@ -100,7 +100,9 @@ def run_nested(
                     **search_kw,
                 )
             except Interrupted:
-                raise folder.interrupted(argv, f" in outer fold {tag}") from None
+                raise Interrupted(
+                    f"nested search interrupted in outer fold {tag}; resume with: {folder.resume_command(argv)}"
+                ) from None
             if outcome.best_raw is None:
                 raise RunError(f"outer fold {tag}: no trial of the inner search finished")
             best_spec = validate(outcome.best_raw, source=source)
