@@ -81,6 +81,7 @@ def run_sweep(
     folder = RunsFolder(sweep_dir, "sweep")
     folder.check_spec(base, note)  # before anything trains: a sweep resumed with another spec is refused
     folder.clear_temporaries()
+    folder.read_status(SWEEP_STATE, note)  # a damaged one is named and moved aside: its points are the record
     folder.write_status(SWEEP_STATE, {"name": base.name, "points": listing, "status": "running"})
     rows: dict[int, dict[str, Any]] = {}
     todo: list[SpecJob] = []

@@ -215,7 +215,9 @@ def test_a_sweep_stopped_by_a_full_disk_is_marked_failed_then_finished_on_resume
     code, _, err = run_main(args, capsys)
     assert code == 2 and "No space left" in err
     assert json.loads((out / "sweep.json").read_text())["status"] == "failed"
-    monkeypatch.undo()  # the disk is freed
-    code, _, err = run_main([*args, "--resume"], capsys)
+    monkeypatch.undo()  # the disk is freed; the kill that followed cut sweep.json
+    (out / "sweep.json").write_text('{"name": "tin')
+    code, stdout, err = run_main([*args, "--resume"], capsys)
     assert code == 0, err
+    assert f"{out / 'sweep.json'} " in stdout + err and (out / "sweep.json.corrupt").exists()
     assert json.loads((out / "sweep.json").read_text())["status"] == "finished"
