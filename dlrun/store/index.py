@@ -119,11 +119,16 @@ def _status_of(path: Path) -> str | None:
     return state.get("status") if isinstance(state, dict) else None
 
 
-def find_runs(root: Path) -> list[RunInfo]:
+def find_runs(root: Path, *, folders: bool = False) -> list[RunInfo]:
     """Every run directory under ``root`` (one with ``state.json``, or a run's lock), oldest first.
 
     A run whose ``state.json`` cannot be read (truncated by a full disk) is still listed, as
     ``running`` (so ``dead`` unless a live process holds it), with the problem as its error.
+
+    Args:
+        root: The folder to search.
+        folders: List the folders of runs too (search, sweep, batch: ``command`` names the kind), for
+            ``dlrun status`` and ``dlrun runs``; the exports and pages that read runs leave them out.
 
     Raises:
         InputError: ``root`` does not exist or is not a folder.
@@ -137,7 +142,7 @@ def find_runs(root: Path) -> list[RunInfo]:
     out = []
     # folders of runs (search, sweep, batch) are listed too, from their own status: from the moment
     # they hold their lock, so a search killed before (or while) its first trial trains is seen
-    for p in sorted(p for p in candidates if not _is_run_dir(p) and p.is_dir()):
+    for p in sorted(p for p in candidates if folders and not _is_run_dir(p) and p.is_dir()):
         kind = runs_folder_kind(p)
         if kind is None and (p / report.LOCK).exists() and (p / FINGERPRINT).exists():
             kind = "search"  # locked and fingerprinted, nothing written yet: a folder of runs starting

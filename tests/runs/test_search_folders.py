@@ -129,7 +129,7 @@ def test_leftover_temporary_files_are_cleared_everywhere_by_resume(
 
 def test_a_killed_search_is_listed_by_status_and_runs(interrupted: tuple[Path, list[str]]) -> None:
     out, _ = interrupted
-    runs = {r.path: r for r in find_runs(out.parent)}
+    runs = {r.path: r for r in find_runs(out.parent, folders=True)}
     assert out in runs and runs[out].state["command"] == "search"
     assert runs[out].status == "interrupted"
     row = next(r for r in status_rows(list(runs.values()), out.parent) if r["run"] == "search")
