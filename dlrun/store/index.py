@@ -79,6 +79,16 @@ def _runs_folder_state(p: Path, kind: str) -> dict[str, Any]:
             data = report.read_json(status_file)
             if isinstance(data, dict):
                 state.update({k: data[k] for k in ("name", "status", "error") if k in data})
+                if data.get("updated"):  # its last write: the end of a finished one, a dead one's last sign of life
+                    state["updated"] = data["updated"]
+                    if state.get("status") in ("finished", "failed", "interrupted"):
+                        state["ended"] = data["updated"]
+                best, metric = data.get("best"), data.get("metric")
+                if isinstance(best, dict) and metric and best.get(f"{metric}_mean") is not None:
+                    # the best trial's estimate (optimistic: the best of many), for the result column
+                    estimate = {k: best.get(f"{metric}_{k}") for k in ("mean", "ci_low", "ci_high")}
+                    block = {"headline": "best", "best": estimate}
+                    state["summary"] = {"main_metric": metric, "metrics": {metric: block}}
                 state["points"] = data.get("points")
                 trials = data.get("trials")  # how many were asked for; once finished, the count of each end
                 if isinstance(trials, dict):
@@ -148,8 +158,10 @@ def find_runs(root: Path, *, folders: bool = False) -> list[RunInfo]:
             kind = "search"  # locked and fingerprinted, nothing written yet: a folder of runs starting
         if kind is not None:
             own = _runs_folder_state(p, kind)
-            own.setdefault("started", _mtime_iso(p / report.LOCK if (p / report.LOCK).exists() else p))
-            out.append(RunInfo(p, own, None, is_locked(p)))
+            # fingerprint.json is written once, when the folder starts (the lock is rewritten on every resume)
+            first = next((p / n for n in (FINGERPRINT, report.LOCK) if (p / n).exists()), p)
+            own.setdefault("started", _mtime_iso(first))
+            out.append(RunInfo(p, own, own.pop("summary", None), is_locked(p)))
     for p in paths:
         try:
             state = report.read_json(p / report.STATE) if (p / report.STATE).exists() else None

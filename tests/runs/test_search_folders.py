@@ -19,7 +19,7 @@ from dlrun.errors import Interrupted
 from dlrun.runs.search import optimize
 from dlrun.store import io as report
 from dlrun.store import signals
-from dlrun.store.index import find_runs, status_rows
+from dlrun.store.index import find_runs, runs_rows, status_rows
 
 pytestmark = pytest.mark.xdist_group("search_folders")
 
@@ -86,6 +86,10 @@ def test_the_resume_line_repeats_every_option_and_reproduces_the_search(
     )
     # the re-asked trials are not counted twice in "the best of N"
     assert "the best of 2)" in stdout
+    # listed as a search, finished, with its best trial's estimate
+    found = find_runs(out.parent, folders=True)
+    row = next(r for r in runs_rows(found, out.parent) if r["run"] == "search")
+    assert row["command"] == "search" and row["status"] == "finished" and row["result"].startswith("accuracy ")
     # the interrupted trials' folders are marked abandoned, and point at the search, not at themselves
     state = json.loads((out / "trials" / "trial_0000" / report.STATE).read_text())
     assert state["status"] == "abandoned"
