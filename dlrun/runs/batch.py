@@ -94,13 +94,13 @@ def check_resumed(items: list[BatchItem], overrides: list[str] | None, note: Cal
         FingerprintMismatch: A config (or ``--set``) changed since its run (exit 2, naming the fields).
     """
     for item in items:
-        if not item.folder.is_dir():
-            continue
+        if not item.folder.is_dir() or report.failed_before_training(item.folder) is not None:
+            continue  # nothing there, or nothing kept: a failed start is started afresh with the fixed config
         try:
             spec = load_spec(item.config, list(overrides or []))
         except DlrunError:
             continue  # it fails on its own, with its own message, when its turn comes
-        RunFolder(item.folder).check_spec(spec, note)
+        RunFolder(item.folder).check_spec(spec, note, "Use the configs and --set options the batch was started with")
 
 
 def earlier_result(folder: Path) -> tuple[str, float]:
@@ -158,13 +158,13 @@ def run_batch(
     """
     items = plan_items(configs, batch_dir)
     RunsFolder(batch_dir, "batch").clear_temporaries()
+    if resume:  # before any result is reused: another spec is refused, never mixed in
+        check_resumed(items, overrides, note)
     todo: list[int] = []
     for n, item in enumerate(items):
         previous_status(item, n, len(items), resume, note)
         if item.status != "finished":
             todo.append(n)
-    if resume:  # after the folders of runs that failed before training were cleared
-        check_resumed(items, overrides, note)
     batch_dir.mkdir(parents=True, exist_ok=True)
     _write(batch_dir, items)
     if not todo:

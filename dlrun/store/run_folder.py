@@ -34,7 +34,13 @@ from dlrun.catalog import CV_MODES, TRAIN_MODES
 from dlrun.errors import CorruptFileError, InputError, Interrupted, SpecError
 from dlrun.spec.schema import Spec, resolved_dict
 from dlrun.store import io
-from dlrun.store.fingerprint import FingerprintMismatch, check_fingerprint, make_fingerprint, write_fingerprint
+from dlrun.store.fingerprint import (
+    RUN_HINT,
+    FingerprintMismatch,
+    check_fingerprint,
+    make_fingerprint,
+    write_fingerprint,
+)
 from dlrun.store.layout import BATCH_CSV, FINGERPRINT, SEARCH_STATE, STATE, SUMMARY_JSON, SWEEP_STATE
 from dlrun.store.lock import RunLock
 from dlrun.store.signals import StopSignals, stop_requested, stop_signal_name
@@ -224,16 +230,22 @@ class RunFolder:
         return io.reclaim_failed_run(self.path)
 
     # ------------------------------------------------------------------ fingerprint
-    def check_spec(self, spec: Spec, note: Callable[[str], None] | None = None) -> None:
+    def check_spec(self, spec: Spec, note: Callable[[str], None] | None = None, hint: str = RUN_HINT) -> None:
         """Before anything is loaded or written: no pickles, and the same spec as the run recorded
         (a damaged ``fingerprint.json`` is moved aside, told to ``note``, and its ``config.yaml`` read instead).
+
+        Args:
+            spec: The spec of the command now.
+            note: Told, in one line, of a damaged fingerprint moved aside.
+            hint: What to do instead, closing a refusal (a run in a batch: the batch's own options).
 
         Raises:
             FingerprintMismatch: The folder was run with another config (naming the changed fields).
             CorruptFileError: The folder holds pickles of an older dlrun.
         """
         io.refuse_legacy_pickles(self.path)
-        check_fingerprint(self.path, make_fingerprint(resolved_dict(spec), None, None), spec_only=True, note=note)
+        fp = make_fingerprint(resolved_dict(spec), None, None)
+        check_fingerprint(self.path, fp, spec_only=True, note=note, hint=hint)
 
     def record_fingerprint(self, spec: Spec, data_sha256: str, splits: str) -> None:
         """Compare the full fingerprint (spec, data, splits) with the folder's, or record it for a new run.
