@@ -216,7 +216,8 @@ def search(
         ci = f" [{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else ""
         out.print(
             f"best: trial {int(b['trial'])}, {m} {b[f'{m}_mean']:.4f}{ci}"
-            f" (optimistic: the best of {len(table)}); tied with it: trials "
+            f" (optimistic: the best of {s['trials'].get('finished', 0) + s['trials'].get('stopped', 0)});"
+            " tied with it: trials "
             f"{', '.join(map(str, s['tied_with_best']))}",
             markup=False,
         )

@@ -19,7 +19,7 @@ def status(
     directory: Annotated[Path, typer.Argument(help="A run directory or a folder of runs.")] = Path("outputs"),
 ) -> None:
     """Show each run's state, progress and ETA (works while a nohup job is still running)."""
-    runs = find_runs(directory)
+    runs = find_runs(directory, folders=True)
     if not runs:
         out.print(f"no runs under {directory}", markup=False)
         return
@@ -37,7 +37,7 @@ def runs(
     ] = None,
 ) -> None:
     """List runs: name, mode, main metric with its interval, status, duration, start time."""
-    found = find_runs(directory)
+    found = find_runs(directory, folders=True)
     df = pd.DataFrame(runs_rows(found, directory))
     if csv:
         write_csv(csv, df)

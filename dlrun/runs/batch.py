@@ -18,7 +18,8 @@ from dlrun.spec.schema import load_spec
 from dlrun.store import io as report
 from dlrun.store.layout import BATCH_CSV, SUMMARY_JSON
 from dlrun.store.lock import holding_lock
-from dlrun.store.run_folder import RunsFolder
+from dlrun.store.run_folder import RunFolder
+from dlrun.store.runs_folder import RunsFolder
 from dlrun.store.signals import stop_requested
 
 
@@ -85,6 +86,23 @@ def previous_status(item: BatchItem, n: int, total: int, resume: bool, note: Cal
     return None if status is None else str(status)
 
 
+def check_resumed(items: list[BatchItem], overrides: list[str] | None, note: Callable[[str], None]) -> None:
+    """Before anything runs: every config whose folder holds a run (finished ones included, which
+    are skipped) must be the spec that run recorded, or the batch would mix two configs' results.
+
+    Raises:
+        FingerprintMismatch: A config (or ``--set``) changed since its run (exit 2, naming the fields).
+    """
+    for item in items:
+        if not item.folder.is_dir() or report.failed_before_training(item.folder) is not None:
+            continue  # nothing there, or nothing kept: a failed start is started afresh with the fixed config
+        try:
+            spec = load_spec(item.config, list(overrides or []))
+        except DlrunError:
+            continue  # it fails on its own, with its own message, when its turn comes
+        RunFolder(item.folder).check_spec(spec, note, "Use the configs and --set options the batch was started with")
+
+
 def earlier_result(folder: Path) -> tuple[str, float]:
     """``(headline, seconds)`` of a run that finished in an earlier batch, from its own files."""
     import datetime as dt
@@ -139,6 +157,9 @@ def run_batch(
         Interrupted: Ctrl-C or SIGTERM (configs still out are cancelled and marked).
     """
     items = plan_items(configs, batch_dir)
+    RunsFolder(batch_dir, "batch").clear_temporaries()
+    if resume:  # before any result is reused: another spec is refused, never mixed in
+        check_resumed(items, overrides, note)
     todo: list[int] = []
     for n, item in enumerate(items):
         previous_status(item, n, len(items), resume, note)

@@ -10,6 +10,7 @@ executor; this process preprocesses, scores and saves each fold in its spec's ru
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,10 @@ class Programs:
         }
 
 
-def parts_of(path: Path) -> dict[tuple[int, int], dict[str, Any]]:
-    """The folds a run folder has saved (none when it has no parts)."""
-    return RunFolder(path).read_parts() if (path / PARTS).exists() else {}
+def parts_of(path: Path, on_corrupt: Callable[[str], None] | None = None) -> dict[tuple[int, int], dict[str, Any]]:
+    """The folds a run folder has saved (none when it has no parts); a damaged part file is moved
+    aside and named to ``on_corrupt``, and its folds train again."""
+    return RunFolder(path).read_parts(on_corrupt=on_corrupt) if (path / PARTS).exists() else {}
 
 
 def n_programs(w: TrialWork, engine_name: str, folds: list[Fold]) -> int:
@@ -129,7 +131,7 @@ def train_trials(
         choice = choose_engine(group[0].spec, group[0].prep.task)
         shared = choice.shares_programs
         for members in [group] if shared else [[w] for w in group]:
-            done = [parts_of(w.path) for w in members]
+            done = [parts_of(w.path, reporter.note) for w in members]
             pending = [f for f in folds if any(f.key not in d for d in done)]
             if not pending:
                 continue

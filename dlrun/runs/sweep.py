@@ -32,7 +32,7 @@ from dlrun.spec.schema import Spec
 from dlrun.store import io as report
 from dlrun.store.layout import HISTORY, SUMMARY_JSON, SWEEP_CSV, SWEEP_STATE
 from dlrun.store.lock import holding_lock
-from dlrun.store.run_folder import RunsFolder
+from dlrun.store.runs_folder import RunsFolder, records_failure
 from dlrun.store.signals import stop_requested
 
 __all__ = ["SWEEP_CSV", "SweepPoint", "expand", "grid_as_search", "parse_grid", "point_status", "run_sweep"]
@@ -44,6 +44,7 @@ def point_status(path: Path) -> str:
 
 
 @holding_lock("sweep_dir")
+@records_failure("sweep_dir", "sweep", SWEEP_STATE)
 def run_sweep(
     base: Spec,
     points: list[SweepPoint],
@@ -81,6 +82,9 @@ def run_sweep(
     writer = report.RunWriter(sweep_dir)
     listing = [{"folder": p.folder, "overrides": p.overrides} for p in points]
     folder = RunsFolder(sweep_dir, "sweep")
+    folder.check_spec(base, note)  # before anything trains: a sweep resumed with another spec is refused
+    folder.clear_temporaries()
+    folder.read_status(SWEEP_STATE, note)  # a damaged one is named and moved aside: its points are the record
     folder.write_status(SWEEP_STATE, {"name": base.name, "points": listing, "status": "running"})
     rows: dict[int, dict[str, Any]] = {}
     todo: list[SpecJob] = []

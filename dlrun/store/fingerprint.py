@@ -10,6 +10,7 @@ it, and a cv folder that grows by more repeats compares through :func:`fingerpri
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ import pandas as pd
 import yaml
 
 from dlrun.errors import CorruptFileError, InputError
-from dlrun.store.atomic import read_json, write_json
-from dlrun.store.layout import CONFIG, FINGERPRINT, STATE
+from dlrun.store.atomic import CORRUPT_SUFFIX, move_aside, read_json, write_json
+from dlrun.store.layout import CONFIG, FINGERPRINT, FOLDS, STATE
 
 
 class FingerprintMismatch(InputError):
@@ -106,39 +107,81 @@ def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changes
 
 
-def check_fingerprint(run_dir: Path, new: dict[str, Any], *, spec_only: bool = False) -> bool:
+def _splits_of_folds_csv(run_dir: Path) -> str | None:
+    """The splits digest of the run's ``folds.csv`` (as :func:`dlrun.protocol.splits.splits_digest`
+    computes it from the folds), or None when it has none or it cannot be read."""
+    path = Path(run_dir) / FOLDS
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        h = hashlib.sha1()
+        for r, f, t in zip(df["repeat"], df["fold"], df["test_index"]):
+            h.update(f"{int(r)}:{int(f)}:{t};".encode())
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return None
+    return h.hexdigest()
+
+
+RUN_HINT = "Use the run's own config (its config.yaml), or choose a new --out"
+
+
+def check_fingerprint(
+    run_dir: Path,
+    new: dict[str, Any],
+    *,
+    spec_only: bool = False,
+    note: Callable[[str], None] | None = None,
+    hint: str = RUN_HINT,
+) -> bool:
     """Refuse to continue a run folder recorded with another fingerprint.
+
+    A damaged ``fingerprint.json`` (a kill or a full disk) is moved aside, named to ``note``, and
+    the run verified from what else it recorded: its ``config.yaml`` (the spec) and ``folds.csv``
+    (the splits); its parts carry checksums of their own. The caller then records it again.
 
     Args:
         run_dir: The run folder.
         new: The fingerprint of the command now (``data_sha256``/``splits`` None when not known yet).
         spec_only: Compare the spec fields only (before the data is loaded).
+        note: Told, in one line, of a damaged fingerprint moved aside.
+        hint: What to do instead, closing the refusal.
 
     Returns:
-        Whether the folder had a fingerprint to compare with.
+        Whether the folder had a fingerprint (or a record in its place) to compare with.
 
     Raises:
-        InputError: The fingerprints differ (exit 2), with a one-line diff.
+        InputError: The fingerprints differ (exit 2), with a one-line diff; the fingerprint is
+            damaged and nothing else records the run.
     """
     path = Path(run_dir) / FINGERPRINT
     config = Path(run_dir) / CONFIG
+    damaged = path.with_name(path.name + CORRUPT_SUFFIX).exists()
     if path.exists():
         try:
             old = read_json(path)
-        except CorruptFileError:
-            raise InputError(
-                f"{path} is unreadable, so this run cannot be checked before resuming; "
-                "start a new run with another --out"
-            ) from None
-    elif config.exists() and (Path(run_dir) / STATE).exists():
-        # a folder from before fingerprints: its config.yaml is the best record of its spec
+        except CorruptFileError as exc:
+            if not config.exists():
+                raise InputError(
+                    f"{path} is unreadable, so this run cannot be checked before resuming; "
+                    "start a new run with another --out"
+                ) from None
+            dest = move_aside(path)
+            damaged = True
+            if note is not None:
+                note(
+                    f"{path} {exc.reason}; moved to {dest.name}; the run is checked against its "
+                    f"{CONFIG} and {FOLDS} instead (its parts carry checksums of their own)"
+                )
+    if not path.exists():
+        if not config.exists() or not ((Path(run_dir) / STATE).exists() or damaged):
+            return False
+        # a folder from before fingerprints, or whose fingerprint was damaged: its config.yaml is
+        # the best record of its spec, and (damaged) its folds.csv of its splits
         try:
             old = {"spec": spec_fields(yaml.safe_load(config.read_text()) or {})}
         except (yaml.YAMLError, UnicodeDecodeError, OSError):
             return False
-        new = {**new, "data_sha256": None, "splits": None}
-    else:
-        return False
+        old["splits"] = _splits_of_folds_csv(Path(run_dir)) if damaged else None
+        new = {**new, "data_sha256": None, "splits": new.get("splits") if damaged else None}
     if spec_only:
         old = {"spec": old.get("spec")}
         new = {"spec": new.get("spec")}
@@ -146,8 +189,7 @@ def check_fingerprint(run_dir: Path, new: dict[str, Any], *, spec_only: bool = F
     if changes:
         shown = "; ".join(changes[:6]) + (f"; … ({len(changes)} in all)" if len(changes) > 6 else "")
         raise FingerprintMismatch(
-            f"--resume: {run_dir} was run with another config ({shown}); resuming would mix results. "
-            "Use the run's own config (its config.yaml), or choose a new --out"
+            f"--resume: {run_dir} was run with another config ({shown}); resuming would mix results. {hint}"
         )
     return True
 

@@ -8,11 +8,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from dlrun.errors import CorruptFileError, InputError
 from dlrun.evaluation.summary import headline_block
 from dlrun.reporting import fmt_duration
 from dlrun.store import io as report
-from dlrun.store.layout import BATCH_CSV, SEARCH_STATE, SWEEP_CSV, SWEEP_STATE, TRIALS_CSV
+from dlrun.store.layout import (
+    BATCH_CSV,
+    FINGERPRINT,
+    NESTED_JSON,
+    SEARCH_STATE,
+    SWEEP_CSV,
+    SWEEP_STATE,
+    TRIALS_CSV,
+    TRIALS_DIR,
+)
 from dlrun.store.lock import is_locked
 
 
@@ -47,11 +58,87 @@ def _is_run_dir(p: Path) -> bool:
     return (p / report.FOLDS).exists() or (p / report.CONFIG).exists()
 
 
-def find_runs(root: Path) -> list[RunInfo]:
+def runs_folder_kind(p: Path) -> str | None:
+    """``search``, ``sweep`` or ``batch`` for a folder of runs (a nested search too), else None."""
+    if (p / SEARCH_STATE).exists() or (p / NESTED_JSON).exists() or (p / "outer").is_dir():
+        return "search"
+    if (p / SWEEP_STATE).exists():
+        return "sweep"
+    if (p / BATCH_CSV).exists():
+        return "batch"
+    return None
+
+
+def _runs_folder_state(p: Path, kind: str) -> dict[str, Any]:
+    """What a folder of runs says about itself, as a run's state: from its status file, or (batch,
+    nested search) from its table and whether a live process holds it."""
+    state: dict[str, Any] = {"command": kind, "name": p.name}
+    status_file = p / (SEARCH_STATE if kind == "search" else SWEEP_STATE)
+    try:
+        if kind != "batch" and status_file.exists():
+            data = report.read_json(status_file)
+            if isinstance(data, dict):
+                state.update({k: data[k] for k in ("name", "status", "error") if k in data})
+                if data.get("updated"):  # its last write: the end of a finished one, a dead one's last sign of life
+                    state["updated"] = data["updated"]
+                    if state.get("status") in ("finished", "failed", "interrupted"):
+                        state["ended"] = data["updated"]
+                best, metric = data.get("best"), data.get("metric")
+                if isinstance(best, dict) and metric and best.get(f"{metric}_mean") is not None:
+                    # the best trial's estimate (optimistic: the best of many), for the result column
+                    estimate = {k: best.get(f"{metric}_{k}") for k in ("mean", "ci_low", "ci_high")}
+                    block = {"headline": "best", "best": estimate}
+                    state["summary"] = {"main_metric": metric, "metrics": {metric: block}}
+                state["points"] = data.get("points")
+                trials = data.get("trials")  # how many were asked for; once finished, the count of each end
+                if isinstance(trials, dict):
+                    trials = sum(int(v) for k, v in trials.items() if k != "interrupted")
+                state["trials"] = trials
+        elif kind == "batch":
+            statuses = set(pd.read_csv(p / BATCH_CSV)["status"].astype(str))
+            state["status"] = (
+                "finished" if statuses == {"finished"} else "failed" if "failed" in statuses else "interrupted"
+            )
+        elif (p / NESTED_JSON).exists():
+            state["status"] = "finished"
+    except (OSError, CorruptFileError, ValueError, KeyError) as exc:
+        state["error"] = f"{status_file.name} unreadable: {exc}"
+    state.setdefault("status", "running")  # a search killed before its first write: dead unless held
+    return state
+
+
+def _folder_progress(r: RunInfo) -> str:
+    """``3/6 trials`` or ``2/4 points``: the runs of a folder of runs that finished."""
+    kind = r.state.get("command")
+    if kind == "search":
+        total = r.state.get("trials")
+        done = sum(1 for s in (r.path / TRIALS_DIR).glob(f"*/{report.STATE}") if _status_of(s.parent) == "finished")
+        return f"{done}/{total} trials" if total else f"{done} trials"
+    if kind == "sweep" and isinstance(r.state.get("points"), list):
+        points = r.state["points"]
+        done = sum(1 for pt in points if _status_of(r.path / str(pt.get("folder", ""))) == "finished")
+        return f"{done}/{len(points)} points"
+    return ""
+
+
+def _status_of(path: Path) -> str | None:
+    try:
+        state = report.read_json(path / report.STATE)
+    except (OSError, CorruptFileError):
+        return None
+    return state.get("status") if isinstance(state, dict) else None
+
+
+def find_runs(root: Path, *, folders: bool = False) -> list[RunInfo]:
     """Every run directory under ``root`` (one with ``state.json``, or a run's lock), oldest first.
 
     A run whose ``state.json`` cannot be read (truncated by a full disk) is still listed, as
     ``running`` (so ``dead`` unless a live process holds it), with the problem as its error.
+
+    Args:
+        root: The folder to search.
+        folders: List the folders of runs too (search, sweep, batch: ``command`` names the kind), for
+            ``dlrun status`` and ``dlrun runs``; the exports and pages that read runs leave them out.
 
     Raises:
         InputError: ``root`` does not exist or is not a folder.
@@ -63,6 +150,18 @@ def find_runs(root: Path) -> list[RunInfo]:
     candidates = {root, *(p.parent for p in root.rglob(report.STATE)), *(p.parent for p in root.rglob(report.LOCK))}
     paths = sorted(p for p in candidates if _is_run_dir(p))
     out = []
+    # folders of runs (search, sweep, batch) are listed too, from their own status: from the moment
+    # they hold their lock, so a search killed before (or while) its first trial trains is seen
+    for p in sorted(p for p in candidates if folders and not _is_run_dir(p) and p.is_dir()):
+        kind = runs_folder_kind(p)
+        if kind is None and (p / report.LOCK).exists() and (p / FINGERPRINT).exists():
+            kind = "search"  # locked and fingerprinted, nothing written yet: a folder of runs starting
+        if kind is not None:
+            own = _runs_folder_state(p, kind)
+            # fingerprint.json is written once, when the folder starts (the lock is rewritten on every resume)
+            first = next((p / n for n in (FINGERPRINT, report.LOCK) if (p / n).exists()), p)
+            own.setdefault("started", _mtime_iso(first))
+            out.append(RunInfo(p, own, own.pop("summary", None), is_locked(p)))
     for p in paths:
         try:
             state = report.read_json(p / report.STATE) if (p / report.STATE).exists() else None
@@ -242,7 +341,9 @@ def status_rows(runs: list[RunInfo], root: Path) -> list[dict[str, Any]]:
         st = r.state
         p = run_progress(r)
         parts = []
-        if r.status == "finished":
+        if st.get("command") in ("search", "sweep", "batch"):
+            parts.append(_folder_progress(r))
+        elif r.status == "finished":
             parts.append("done")
         else:
             if p["epoch"] is not None and p["epochs"]:
@@ -267,4 +368,6 @@ def status_rows(runs: list[RunInfo], root: Path) -> list[dict[str, Any]]:
 
 def cleanable(runs: list[RunInfo]) -> list[RunInfo]:
     """Runs that failed, were interrupted, or died (and no live process holds)."""
-    return [r for r in runs if r.status in ("failed", "interrupted", "dead") and not r.live]
+    victims = [r for r in runs if r.status in ("failed", "interrupted", "dead") and not r.live]
+    # a run inside a folder that goes too goes with it (removing it first would break the folder)
+    return [r for r in victims if not any(v.path in r.path.parents for v in victims)]

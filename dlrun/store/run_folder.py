@@ -1,4 +1,4 @@
-"""The one owner of a run folder (``dlrun train`` / ``dlrun cv``) and of a folder of runs (sweep, batch, search).
+"""The one owner of a run folder (``dlrun train`` / ``dlrun cv``); folders of runs: :mod:`dlrun.store.runs_folder`.
 
 :class:`RunFolder` is to a run folder what Optuna's ``BaseStorage`` is to a study: every read and
 write of its state goes through it, and nothing else opens ``state.json``.
@@ -34,8 +34,14 @@ from dlrun.catalog import CV_MODES, TRAIN_MODES
 from dlrun.errors import CorruptFileError, InputError, Interrupted, SpecError
 from dlrun.spec.schema import Spec, resolved_dict
 from dlrun.store import io
-from dlrun.store.fingerprint import FingerprintMismatch, check_fingerprint, make_fingerprint, write_fingerprint
-from dlrun.store.layout import FINGERPRINT, STATE, SUMMARY_JSON
+from dlrun.store.fingerprint import (
+    RUN_HINT,
+    FingerprintMismatch,
+    check_fingerprint,
+    make_fingerprint,
+    write_fingerprint,
+)
+from dlrun.store.layout import BATCH_CSV, FINGERPRINT, SEARCH_STATE, STATE, SUMMARY_JSON, SWEEP_STATE
 from dlrun.store.lock import RunLock
 from dlrun.store.signals import StopSignals, stop_requested, stop_signal_name
 
@@ -52,6 +58,10 @@ def resume_command(argv: list[str] | None, out_dir: Path, command: str = "") -> 
     args = list(argv[1:]) if argv else []
     if not args and command:
         args = [command]
+    if args and command in ("train", "cv") and args[0] in FOLDERS_OF_RUNS:
+        # a run inside a sweep, batch or search: resuming it alone would start another search in
+        # the run's folder, so the hint continues the whole folder of runs
+        out_dir = enclosing_runs_folder(out_dir)
     kept: list[str] = []
     skip = False
     for a in args:
@@ -65,6 +75,24 @@ def resume_command(argv: list[str] | None, out_dir: Path, command: str = "") -> 
             continue
         kept.append(a)
     return shlex.join(["dlrun", *kept, "--out", str(out_dir), "--resume"])
+
+
+FOLDERS_OF_RUNS = ("sweep", "batch", "search")
+# what marks a folder of runs (the subfolder ``outer`` marks a nested search)
+_RUNS_MARKS = (SEARCH_STATE, SWEEP_STATE, BATCH_CSV, "outer")
+
+
+def enclosing_runs_folder(run_dir: Path, depth: int = 5) -> Path:
+    """The outermost folder of runs (sweep, batch, search, nested search) that holds ``run_dir``,
+    within ``depth`` levels; ``run_dir`` itself when none does."""
+    found, p = Path(run_dir), Path(run_dir)
+    for _ in range(depth):
+        p = p.parent
+        if p == p.parent:
+            break
+        if any((p / m).exists() for m in _RUNS_MARKS):
+            found = p
+    return found
 
 
 def check_command(spec: Spec, command: str) -> None:
@@ -172,7 +200,7 @@ class RunFolder:
                     f"--out '{folder.path}' already holds a run; add --resume to continue it, or choose another folder"
                 )
             if resume:
-                folder.check_spec(spec)
+                folder.check_spec(spec, note)
         except BaseException:
             folder.unlock()
             raise
@@ -202,15 +230,22 @@ class RunFolder:
         return io.reclaim_failed_run(self.path)
 
     # ------------------------------------------------------------------ fingerprint
-    def check_spec(self, spec: Spec) -> None:
-        """Before anything is loaded or written: no pickles, and the same spec as the run recorded.
+    def check_spec(self, spec: Spec, note: Callable[[str], None] | None = None, hint: str = RUN_HINT) -> None:
+        """Before anything is loaded or written: no pickles, and the same spec as the run recorded
+        (a damaged ``fingerprint.json`` is moved aside, told to ``note``, and its ``config.yaml`` read instead).
+
+        Args:
+            spec: The spec of the command now.
+            note: Told, in one line, of a damaged fingerprint moved aside.
+            hint: What to do instead, closing a refusal (a run in a batch: the batch's own options).
 
         Raises:
             FingerprintMismatch: The folder was run with another config (naming the changed fields).
             CorruptFileError: The folder holds pickles of an older dlrun.
         """
         io.refuse_legacy_pickles(self.path)
-        check_fingerprint(self.path, make_fingerprint(resolved_dict(spec), None, None), spec_only=True)
+        fp = make_fingerprint(resolved_dict(spec), None, None)
+        check_fingerprint(self.path, fp, spec_only=True, note=note, hint=hint)
 
     def record_fingerprint(self, spec: Spec, data_sha256: str, splits: str) -> None:
         """Compare the full fingerprint (spec, data, splits) with the folder's, or record it for a new run.
@@ -219,9 +254,8 @@ class RunFolder:
             FingerprintMismatch: It differs from the recorded one.
         """
         fp = make_fingerprint(resolved_dict(spec), data_sha256, splits)
-        new = not (self.path / FINGERPRINT).exists()
         check_fingerprint(self.path, fp)  # without one: a folder from before fingerprints, by its config.yaml
-        if new:
+        if not (self.path / FINGERPRINT).exists():  # new, or its damaged one moved aside
             write_fingerprint(self.path, fp)
 
     def read_fingerprint(self) -> dict[str, Any] | None:
@@ -424,58 +458,3 @@ class Run:
         where = f" after {done}/{total} folds" if self.command == "cv" and total else ""
         resume = self.state.get("resume_command") or self.resume
         return f"interrupted ({stop_signal_name()}){where}; resume with: {resume}"
-
-
-class RunsFolder:
-    """A folder of runs (sweep, batch, search): its lock, its status file and its resume line.
-
-    Args:
-        path: The folder.
-        kind: ``sweep``, ``batch`` or ``search`` (the subcommand of its resume line).
-    """
-
-    def __init__(self, path: Path, kind: str) -> None:
-        self.path = Path(path)
-        self.kind = kind
-
-    def lock(self) -> RunLock:
-        """The folder's lock, for a ``with`` block."""
-        return RunLock(self.path)
-
-    def read_status(self, name: str) -> dict[str, Any]:
-        """The folder's JSON status file ``name`` (``sweep.json``, ``search.json``); ``{}`` when absent."""
-        p = self.path / name
-        if not p.exists():
-            return {}
-        data = io.read_json(p)
-        return data if isinstance(data, dict) else {}
-
-    def write_status(self, name: str, status: dict[str, Any]) -> None:
-        """Rewrite the status file ``name`` atomically."""
-        io.write_json(self.path / name, status)
-
-    def resume_command(self, argv: list[str] | None) -> str:
-        """The command that continues this folder."""
-        return resume_command(argv, self.path, self.kind)
-
-    def interrupted(self, argv: list[str] | None) -> Interrupted:
-        """The error that ends an interrupted sweep, batch or search, with its resume line."""
-        return Interrupted(f"{self.kind} interrupted; resume with: {self.resume_command(argv)}")
-
-    @staticmethod
-    def run_state(path: Path) -> dict[str, Any]:
-        """The ``state.json`` of one run in the folder (``{}`` when it has none or it is unreadable)."""
-        return state_of(path)
-
-    @staticmethod
-    def run_status(path: Path) -> str | None:
-        """The recorded status of one run in the folder: None without a state, ``running`` for an
-        unreadable one (a truncated ``state.json``: continued like an unfinished run)."""
-        try:
-            state = read_state(path)
-        except (CorruptFileError, OSError):
-            return "running"
-        if state is None:
-            return None
-        status = state.get("status")
-        return None if status is None else str(status)

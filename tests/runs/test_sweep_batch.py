@@ -57,9 +57,18 @@ def test_sweep_cli_runs_writes_table_and_plots(tmp_path: Path, capsys: pytest.Ca
     plots = {p.name for p in (out / "plots").glob("*.png")}
     assert "sweep_batch_size_accuracy.png" in plots and "sweep_optimizer_accuracy.png" in plots
     assert "curves_loss.png" in plots
-    # resume skips finished points
+    # resume skips finished points, and clears what a killed process left under the sweep
+    leftover = out / "batch_size=16,optimizer=adam" / "plots" / ".curves.png.ab12.tmp"
+    leftover.write_bytes(b"half")
     code, stdout, _ = run_main([*args, "--resume"], capsys)
     assert code == 0 and stdout.count("finished earlier, skipped") == 2
+    assert list(out.rglob("*.tmp")) == []
+    # a point's own resume line continues the sweep, not a sweep inside the point's folder
+    state = json.loads((out / "batch_size=16,optimizer=adam" / report.STATE).read_text())
+    assert state["resume_command"].endswith(f"--out {out} --resume")
+    # resumed with another spec: refused, naming the field, before the finished points are reused
+    code, _, err = run_main([*args, "--resume", "--set", "training.epochs=2"], capsys)
+    assert code == 2 and "training.epochs: 1 → 2" in err
 
 
 def test_sweep_points_differing_in_scalars_train_together_and_score_as_alone(
@@ -122,6 +131,9 @@ def test_batch_resume_skips_finished(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 0 and "finished earlier, skipped" in stdout
     code, _, err = run_main(["batch", cfg, "--out", out], capsys)
     assert code == 2 and "--resume" in err
+    # a finished config resumed with another spec: refused, naming the field (its result is not reused)
+    code, _, err = run_main(["batch", cfg, "--out", out, "--resume", "--set", "training.epochs=3"], capsys)
+    assert code == 2 and "training.epochs: 2 → 3" in err
 
 
 def test_batch_starts_afresh_a_config_whose_run_failed_before_training(
@@ -185,3 +197,27 @@ def test_clean_removes_failed_and_dead_runs_only(tmp_path: Path, capsys: pytest.
     code, stdout, _ = run_main(["clean", tmp_path, "--yes"], capsys)
     assert code == 0 and "removed 2 run(s)" in stdout
     assert keep.exists() and not failed.exists() and not dead.exists()
+
+
+def test_a_sweep_stopped_by_a_full_disk_is_marked_failed_then_finished_on_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlrun.runs import sweep as sweep_mod
+
+    path = write_spec(tmp_path / "s.yaml", tiny_spec(mode="kfold", evaluation={"folds": 2}, epochs=1))
+    out = tmp_path / "sweep"
+    args = ["sweep", path, "--grid", "training.batch_size=16", "--out", out]
+
+    def full_disk(*a: Any, **k: Any) -> None:
+        raise OSError(28, "No space left on device", str(out / "plots"))
+
+    monkeypatch.setattr(sweep_mod, "_sweep_plots", full_disk)
+    code, _, err = run_main(args, capsys)
+    assert code == 2 and "No space left" in err
+    assert json.loads((out / "sweep.json").read_text())["status"] == "failed"
+    monkeypatch.undo()  # the disk is freed; the kill that followed cut sweep.json
+    (out / "sweep.json").write_text('{"name": "tin')
+    code, stdout, err = run_main([*args, "--resume"], capsys)
+    assert code == 0, err
+    assert f"{out / 'sweep.json'} " in stdout + err and (out / "sweep.json.corrupt").exists()
+    assert json.loads((out / "sweep.json").read_text())["status"] == "finished"

@@ -511,3 +511,27 @@ def test_a_signal_while_the_sweep_writes_its_table_ends_130_marked_interrupted(
     assert report.read_json(folder / layout.SWEEP_STATE)["status"] == "interrupted"
     assert f"dlrun sweep {spec} --grid training.batch_size=8,16 --out {folder} --resume" in err
     assert (folder / layout.SWEEP_CSV).exists()  # written whole before the stop
+
+
+@pytest.mark.parametrize("change", ["none", "epochs", "splits"])
+def test_a_damaged_fingerprint_is_checked_against_config_and_folds(
+    runs: dict[str, Path], tmp_path: Path, capsys: Any, change: str
+) -> None:
+    cv = _copy(runs["cv"], tmp_path / "cv")
+    (cv / layout.STATE).write_text(json.dumps({**json.loads((cv / layout.STATE).read_text()), "status": "running"}))
+    fp = cv / layout.FINGERPRINT
+    fp.write_text(fp.read_text()[:25])  # a kill or a full disk cut it
+    if change == "splits":
+        folds = pd.read_csv(cv / layout.FOLDS)
+        folds.loc[0, "test_index"], folds.loc[1, "test_index"] = folds.loc[1, "test_index"], folds.loc[0, "test_index"]
+        folds.to_csv(cv / layout.FOLDS, index=False)
+    extra = ["--set", "training.epochs=3"] if change == "epochs" else []
+    code, stdout, err = run_main(["cv", runs["cv_spec"], "--out", cv, "--resume", *extra], capsys)
+    assert f"{fp} " in stdout + err and (cv / "fingerprint.json.corrupt").exists()
+    if change == "none":
+        assert code == 0, err
+        assert json.loads(fp.read_text())["splits"]  # recorded again, whole
+        assert pd.read_csv(cv / layout.SCORES).equals(pd.read_csv(runs["cv"] / layout.SCORES))
+    else:
+        assert code == 2
+        assert ("training.epochs: 2 → 3" if change == "epochs" else "the splits") in err

@@ -14,7 +14,8 @@ from dlrun.errors import InputError, Interrupted, LockError, RunError
 from dlrun.spec.schema import Spec, validate
 from dlrun.store import layout
 from dlrun.store.fingerprint import FingerprintMismatch
-from dlrun.store.run_folder import RunFolder, RunsFolder, check_command, resume_command
+from dlrun.store.run_folder import RunFolder, check_command, resume_command
+from dlrun.store.runs_folder import RunsFolder
 
 DEVICE = {"device": "cpu"}
 

@@ -30,6 +30,7 @@ from dlrun.spec.schema import EvaluationSpec, validate
 from dlrun.store import io as report
 from dlrun.store.layout import NESTED_CSV, NESTED_JSON, NESTED_MD
 from dlrun.store.run_folder import RunFolder
+from dlrun.store.runs_folder import RunsFolder
 
 
 def subset(data: Dataset, rows: np.ndarray) -> Dataset:
@@ -60,6 +61,9 @@ def run_nested(
     full, base, settings, _ = search_settings(raw, source)
     outer = full.evaluation.outer
     assert outer is not None
+    folder = RunsFolder(out_dir, "search", source)
+    folder.check_spec(base, reporter.note)  # before anything trains: another spec is refused, never mixed in
+    folder.clear_temporaries()
     prep_full = prepare(base, reporter)
     labels = prep_full.data.y.iloc[:, 0].to_numpy() if prep_full.classes is not None else None
     outer_ev = EvaluationSpec(
@@ -97,8 +101,7 @@ def run_nested(
                 )
             except Interrupted:
                 raise Interrupted(
-                    f"nested search interrupted in outer fold {tag}; resume with: "
-                    f"dlrun search {source or 'CONFIG'} --resume --out {out_dir}"
+                    f"nested search interrupted in outer fold {tag}; resume with: {folder.resume_command(argv)}"
                 ) from None
             if outcome.best_raw is None:
                 raise RunError(f"outer fold {tag}: no trial of the inner search finished")

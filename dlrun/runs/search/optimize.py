@@ -43,10 +43,10 @@ from dlrun.runs.search.outputs import SearchOutcome, values_text, write_outputs,
 from dlrun.runs.search.racing import race, stages_of
 from dlrun.runs.search.study import (
     carry_parts,
-    check_same_search,
     default_batch_size,
     finish_trial,
     fold_scores,
+    open_search_folder,
     open_study,
     prepare_trial,
     recover,
@@ -59,7 +59,7 @@ from dlrun.runs.search.study import (
 from dlrun.spec.search_space import base_raw, choice_label
 from dlrun.store import io as report
 from dlrun.store.layout import SEARCH_STATE
-from dlrun.store.run_folder import RunsFolder
+from dlrun.store.runs_folder import RunsFolder
 
 # Searches of this many trials draw their trials' plots in helper processes (Finisher): starting
 # a helper costs about 1.6 s of CPU, a trial's plots about 0.7 s.
@@ -127,8 +127,7 @@ def run_search(
         if size < n_trials:
             reporter.note(f"the grid has {size} points: {size} trials instead of {n_trials}")
             n_trials = size
-    search_dir.mkdir(parents=True, exist_ok=True)
-    check_same_search(search_dir, raw.get("search", {}), prep0)
+    open_search_folder(search_dir, base, raw.get("search", {}), params, prep0, reporter)
     study = open_study(search_dir, settings, params, seed, direction)
     set_study_attrs(study, search_dir, base.name, metric, argv)
     distributions = {p.path: p.distribution() for p in params}
@@ -139,13 +138,13 @@ def run_search(
     conf = base.evaluation.confidence
     stages = stages_of(folds, settings)
     programs = Programs()
-    folder = RunsFolder(search_dir, "search")
+    folder = RunsFolder(search_dir, "search", source)
     previous = folder.read_status(SEARCH_STATE)
     for m in previous.get("programs_models", []):
         programs.models.append(int(m))
     models_trained = int(previous.get("models_trained", 0))
 
-    recover(study, search_dir, metric, reporter)
+    recover(study, search_dir, metric, reporter, argv)
     if settings.batch is None:
         setup(base.runtime)  # the backend, before the engine's memory estimate imports Keras
     default_batch = settings.batch or default_batch_size(base, prep0, n_trials)
@@ -249,26 +248,29 @@ def run_search(
     except (KeyboardInterrupt, Interrupted):
         save_state("interrupted")
         write_trials_table(study, search_dir, metric, params)
-        raise Interrupted(
-            f"search interrupted; resume with: dlrun search {source or 'CONFIG'} --resume --out {search_dir}"
-        ) from None
-    save_state("finished")
-    return write_outputs(
-        study,
-        search_dir,
-        raw,
-        raw_base,
-        base,
-        params,
-        metric,
-        direction,
-        n_train,
-        n_test,
-        conf,
-        programs,
-        models_trained,
-        len(folds),
-        time.perf_counter() - t_start,
-        source,
-        settings.top,
-    )
+        raise folder.interrupted(argv) from None
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk: the state says what the exit code says
+            save_state("failed")
+        raise
+    with folder.ending(SEARCH_STATE, argv):  # finished only once every output is written
+        outcome = write_outputs(
+            study,
+            search_dir,
+            raw,
+            raw_base,
+            base,
+            params,
+            metric,
+            direction,
+            n_train,
+            n_test,
+            conf,
+            programs,
+            models_trained,
+            len(folds),
+            time.perf_counter() - t_start,
+            source,
+            settings.top,
+        )
+    return outcome

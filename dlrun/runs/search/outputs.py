@@ -25,7 +25,7 @@ from dlrun.spec.schema import Spec
 from dlrun.spec.search_space import Param, choice_label
 from dlrun.store import io as report
 from dlrun.store.layout import BEST_CONFIG, SEARCH_MD, SEARCH_STATE, TOP_CSV, TRIALS_CSV
-from dlrun.store.run_folder import RunsFolder
+from dlrun.store.runs_folder import RunsFolder
 
 
 @dataclass

@@ -8,6 +8,7 @@ again with the same values, keeping its finished folds (:func:`recover`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -30,8 +31,8 @@ from dlrun.runs.packing import TrialWork, parts_of
 from dlrun.spec.schema import SearchSpec, Spec, validate
 from dlrun.spec.search_space import Param, base_raw, parse_space, set_value
 from dlrun.store import io as report
-from dlrun.store.layout import JOURNAL, SEARCH_STATE, TRIALS_DIR
-from dlrun.store.run_folder import RunsFolder
+from dlrun.store.layout import JOURNAL, PART_GLOB, SEARCH_STATE, TRIALS_DIR
+from dlrun.store.runs_folder import RunsFolder
 
 STUDY = "dlrun"
 
@@ -127,9 +128,67 @@ def trial_spec(raw_base: dict[str, Any], values: dict[str, Any], name: str, sour
     return raw, validate(raw, source=source)
 
 
-def check_same_search(search_dir: Path, space: dict[str, Any], prep: Prepared) -> None:
+def open_search_folder(
+    search_dir: Path, base: Spec, space: dict[str, Any], params: list[Param], prep: Prepared, reporter: Reporter
+) -> RunsFolder:
+    """Make or reclaim a search folder (the caller holds its lock): the same spec as it recorded,
+    the same search, no temporary file a killed process left anywhere under it, and a
+    ``search.json`` rebuilt from the journal when it is damaged.
+
+    Raises:
+        FingerprintMismatch: The search was started with another spec (naming the changed fields).
+        InputError: It holds a search with another search section.
+    """
+    folder = RunsFolder(search_dir, "search")
+    search_dir.mkdir(parents=True, exist_ok=True)
+    folder.check_spec(base, reporter.note)
+    folder.clear_temporaries()
+    had = (search_dir / SEARCH_STATE).exists()
+    old = folder.read_status(SEARCH_STATE, reporter.note)
+    if had and not old:  # damaged, moved aside: the journal holds the whole study
+        folder.write_status(SEARCH_STATE, rebuilt_status(search_dir, base, space, params))
+    else:
+        check_same_search(old, space, search_dir, prep)
+    return folder
+
+
+def rebuilt_status(search_dir: Path, base: Spec, space: dict[str, Any], params: list[Param]) -> dict[str, Any]:
+    """``search.json`` from ``optuna.journal``: the journal's trials must have searched this space.
+
+    Raises:
+        InputError: The journal's trials searched other parameters.
+    """
+    trials: list[Any] = []
+    if (search_dir / JOURNAL).exists():
+        import optuna
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        repair_journal(search_dir / JOURNAL)
+        storage = JournalStorage(JournalFileBackend(str(search_dir / JOURNAL)))
+        with contextlib.suppress(KeyError):
+            trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials(deepcopy=False)
+    wanted = {p.path: p.distribution() for p in params}
+    for t in trials:
+        if any(name not in wanted or d != wanted[name] for name, d in t.distributions.items()):
+            raise InputError(
+                f"{search_dir} holds a search with another search section (its journal); resume it with the same "
+                "config (the parameters and direction must match) or choose another --out"
+            )
+    return {
+        "name": base.name,
+        "status": "interrupted",
+        "space": space,
+        "programs_models": [],
+        "models_trained": int(sum(int(t.user_attrs.get("folds_run", 0) or 0) for t in trials)),
+        "rebuilt_from": JOURNAL,
+        "updated": report.now_iso(),
+    }
+
+
+def check_same_search(old: dict[str, Any], space: dict[str, Any], search_dir: Path, prep: Prepared) -> None:
     """A journal continued with another search space or other folds would mix two searches."""
-    old = RunsFolder(search_dir, "search").read_status(SEARCH_STATE)
     if not old:
         return
     free = ("trials", "batch", "racing", "racing_stages", "sampler", "seed", "top")  # how, not what, is searched
@@ -144,13 +203,16 @@ def check_same_search(search_dir: Path, space: dict[str, Any], prep: Prepared) -
 
 
 def carry_parts(old: Path, new: Path) -> None:
-    """The finished folds of an interrupted trial, for its re-run with the same values."""
+    """The finished folds of an interrupted trial, for its re-run with the same values (only the
+    sealed part files: one :func:`recover` found damaged was moved aside and stays there)."""
     src = old / report.PARTS
     if src.exists() and not (new / report.PARTS).exists():
-        shutil.copytree(src, new / report.PARTS)
+        (new / report.PARTS).mkdir(parents=True)
+        for p in sorted(src.glob(PART_GLOB)):
+            shutil.copy2(p, new / report.PARTS / p.name)
 
 
-def recover(study: Any, search_dir: Path, metric: str, reporter: Reporter) -> None:
+def recover(study: Any, search_dir: Path, metric: str, reporter: Reporter, argv: list[str] | None = None) -> None:
     """Trials asked but never told (the process died): tell what finished, re-ask the rest."""
     from optuna.trial import TrialState
 
@@ -168,8 +230,12 @@ def recover(study: Any, search_dir: Path, metric: str, reporter: Reporter) -> No
             reporter.note(f"trial {t.number}: finished before the interruption; recorded")
             continue
         # a failed trial without an "error" attribute is an interrupted one (it does not count as ended)
+        parts_of(path, reporter.note)  # a damaged part is moved aside and named here, never carried over
         tell(study, t.number, state=TrialState.FAIL)
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        RunsFolder(search_dir, "search").mark_abandoned(
+            path, "interrupted; re-run as a new trial with its saved folds", argv
+        )
         reporter.note(f"trial {t.number}: interrupted; asked again with the same values, its finished folds kept")
 
 
@@ -233,6 +299,7 @@ def refinish(
         state = RunsFolder.run_state(path)
         if state.get("status") == "finished" or not (path / report.PARTS).exists():
             continue
+        parts_of(path, reporter.note)  # a damaged part is named here (it trains again)
         values = values_of(t, params)
         spec_t, prep_t = prepare_trial(raw_base, values, name, t.number, source, prep0)
         done = flat[: int(t.user_attrs.get("folds_run", len(flat)))]
