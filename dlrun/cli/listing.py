@@ -11,7 +11,8 @@ import typer
 
 from dlrun.cli.output import out, print_frame
 from dlrun.report.batch_page import write_index
-from dlrun.store.index import cleanable, find_runs, runs_rows, status_rows
+from dlrun.report.runs_table import runs_rows, status_rows
+from dlrun.store.index import cleanable, find_runs
 from dlrun.store.io import write_csv
 
 

@@ -17,7 +17,8 @@ import jinja2
 
 from dlrun import __version__
 from dlrun.evaluation.summary import headline_block
-from dlrun.store.index import RunInfo, find_runs, runs_rows
+from dlrun.report.runs_table import runs_rows
+from dlrun.store.index import RunInfo, find_runs
 from dlrun.store.io import now_iso, write_text
 from dlrun.store.layout import REPORT_HTML, SEARCH_STATE, SWEEP_STATE
 

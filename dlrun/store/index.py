@@ -11,8 +11,6 @@ from typing import Any
 import pandas as pd
 
 from dlrun.errors import CorruptFileError, InputError
-from dlrun.evaluation.summary import headline_block
-from dlrun.reporting import fmt_duration
 from dlrun.store import io as report
 from dlrun.store.layout import (
     BATCH_CSV,
@@ -107,7 +105,7 @@ def _runs_folder_state(p: Path, kind: str) -> dict[str, Any]:
     return state
 
 
-def _folder_progress(r: RunInfo) -> str:
+def folder_progress(r: RunInfo) -> str:
     """``3/6 trials`` or ``2/4 points``: the runs of a folder of runs that finished."""
     kind = r.state.get("command")
     if kind == "search":
@@ -191,7 +189,7 @@ def _mtime_iso(p: Path) -> str:
         return ""
 
 
-def _seconds(state: dict[str, Any], last_event: str | None = None, live: bool = False) -> float | None:
+def wall_seconds(state: dict[str, Any], last_event: str | None = None, live: bool = False) -> float | None:
     """Wall time of a run: to its end, to now while a live process runs it, else to its last sign of life."""
     try:
         start = dt.datetime.fromisoformat(state["started"])
@@ -204,42 +202,6 @@ def _seconds(state: dict[str, Any], last_event: str | None = None, live: bool = 
     except (KeyError, ValueError, TypeError):
         return None
     return max(0.0, (end - start).total_seconds())
-
-
-def headline(summary: dict[str, Any] | None) -> str:
-    """``accuracy 0.861 [0.83, 0.89]`` or ``mae 0.52`` from a summary."""
-    if not summary:
-        return ""
-    m = summary.get("main_metric")
-    block = summary.get("metrics", {}).get(m)
-    if isinstance(block, dict):
-        d = headline_block(block)
-        lo, hi = d.get("ci_low"), d.get("ci_high")
-        interval = f" [{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else ""
-        return f"{m} {d.get('mean', float('nan')):.4f}{interval}"
-    if isinstance(block, (int, float)):
-        return f"{m} {block:.4f}"
-    return ""
-
-
-def runs_rows(runs: list[RunInfo], root: Path) -> list[dict[str, Any]]:
-    """One row per run for ``dlrun runs``."""
-    rows = []
-    for r in runs:
-        secs = _seconds(r.state, live=r.live and r.status == "running")
-        rows.append(
-            {
-                "run": str(r.path.relative_to(root)) if r.path != root and r.path.is_relative_to(root) else str(r.path),
-                "name": r.state.get("name", ""),
-                "command": r.state.get("command", ""),
-                "mode": r.state.get("mode", ""),
-                "result": headline(r.summary),
-                "status": r.status,
-                "duration": fmt_duration(secs) if secs is not None else "",
-                "started": str(r.state.get("started", "")),
-            }
-        )
-    return rows
 
 
 def _last_progress(path: Path) -> list[dict[str, Any]]:
@@ -309,7 +271,7 @@ def run_progress(r: RunInfo) -> dict[str, Any]:
             in_flight = min(int(last_epoch.get("models", 1) or 1), max(0, total - done))
             fraction = min(1.0, (done + in_flight * int(last_epoch.get("epoch", 0) or 0) / epochs) / total)
     last_time = next((str(e["time"]) for e in reversed(events) if "time" in e), None)
-    elapsed = _seconds(st, last_time, r.live and r.status == "running")
+    elapsed = wall_seconds(st, last_time, r.live and r.status == "running")
     eta = None
     if r.live and r.status == "running" and fraction is not None and last_start is not None:
         t0 = _time(events[last_start])
@@ -332,38 +294,6 @@ def run_progress(r: RunInfo) -> dict[str, Any]:
         "elapsed": elapsed,
         "eta": eta,
     }
-
-
-def status_rows(runs: list[RunInfo], root: Path) -> list[dict[str, Any]]:
-    """One row per run for ``dlrun status``: state, progress (epoch and models), elapsed time and ETA."""
-    rows = []
-    for r in runs:
-        st = r.state
-        p = run_progress(r)
-        parts = []
-        if st.get("command") in ("search", "sweep", "batch"):
-            parts.append(_folder_progress(r))
-        elif r.status == "finished":
-            parts.append("done")
-        else:
-            if p["epoch"] is not None and p["epochs"]:
-                parts.append(f"epoch {p['epoch']}/{p['epochs']}")
-            if st.get("command") != "train" and p["total"]:
-                parts.append(f"{p['done']}/{p['total']} models")
-            if st.get("phase") == "starting" and r.status in ("running", "dead"):
-                parts.append("starting")
-        rows.append(
-            {
-                "run": str(r.path.relative_to(root)) if r.path != root and r.path.is_relative_to(root) else str(r.path),
-                "status": r.status,
-                "progress": ", ".join(parts),
-                "elapsed": fmt_duration(p["elapsed"]) if p["elapsed"] is not None else "",
-                "eta": fmt_duration(p["eta"]) if p["eta"] is not None else "",
-                "result": headline(r.summary),
-                "error": str(st.get("error", ""))[:80],
-            }
-        )
-    return rows
 
 
 def cleanable(runs: list[RunInfo]) -> list[RunInfo]:

@@ -16,10 +16,11 @@ from conftest import run_main, write_spec
 from test_search import search_spec
 
 from dlrun.errors import Interrupted
+from dlrun.report.runs_table import runs_rows, status_rows
 from dlrun.runs.search import optimize
 from dlrun.store import io as report
 from dlrun.store import signals
-from dlrun.store.index import find_runs, runs_rows, status_rows
+from dlrun.store.index import find_runs
 
 pytestmark = pytest.mark.xdist_group("search_folders")
 
