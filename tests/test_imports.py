@@ -108,3 +108,59 @@ def test_importing_loads_no_deep_learning_framework(module: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# The layers of README "How the code is laid out", top to bottom: a module imports only its own
+# layer and those below it.
+LAYERS: list[set[str]] = [
+    {"cli", "entry", "__main__"},
+    {"api"},
+    {"runs", "export"},
+    {"protocol", "execution"},
+    {"data", "engines", "report", "reporting"},
+    {"evaluation"},
+    {"store"},
+    {"spec", "errors", "catalog"},
+]
+
+
+def _layer(module: str) -> int:
+    part = module.split(".")[1] if "." in module else "__main__"
+    return next(i for i, layer in enumerate(LAYERS) if part in layer)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """``a -> b`` for every import of a module from a layer above its own."""
+    return sorted(f"{a} -> {b}" for a, deps in graph.items() if a != "dlrun" for b in deps if _layer(b) < _layer(a))
+
+
+def test_no_module_imports_from_a_layer_above_it() -> None:
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_layer_check_sees_an_upward_import() -> None:
+    assert upward_imports({"dlrun.store.io": {"dlrun.runs.cv"}, "dlrun.runs.cv": {"dlrun.store.io"}}) == [
+        "dlrun.store.io -> dlrun.runs.cv"
+    ]
+
+
+def _source_lines(pattern: str, skip: str) -> list[str]:
+    return [
+        f"{path.relative_to(PACKAGE.parent)}:{n}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if not str(path.relative_to(PACKAGE)).startswith(skip)
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern in line and not line.lstrip().startswith("#")
+    ]
+
+
+def test_only_the_store_names_state_json_as_a_file() -> None:
+    # docstrings may mention it; code outside store/ never opens it (layout.STATE is its name)
+    assert [hit for hit in _source_lines("/ STATE", "store/")] == []
+    assert [hit for hit in _source_lines(".STATE)", "store/")] == []
+
+
+def test_no_engine_name_is_compared_outside_engines() -> None:
+    for name in ("stacked", "sequential"):
+        assert _source_lines(f'== "{name}"', "engines/") == []
+        assert _source_lines(f'!= "{name}"', "engines/") == []

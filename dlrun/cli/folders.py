@@ -13,6 +13,7 @@ from dlrun.reporting import Reporter
 from dlrun.runs import search as search_runs
 from dlrun.spec.schema import validate
 from dlrun.store import io as report
+from dlrun.store.index import holds_runs
 from dlrun.store.lock import RunLock
 
 
@@ -27,7 +28,7 @@ def sweep_folder(base: Any, out_dir: Path | None, resume: bool) -> Path:
             raise InputError("--resume needs --out SWEEP_DIR: the sweep folder to continue")
         return out_dir
     if out_dir is not None:
-        if any(out_dir.glob("*/" + report.STATE)):
+        if holds_runs(out_dir):
             raise InputError(f"--out '{out_dir}' already holds a sweep; add --resume to continue it")
         return out_dir
     return report.new_run_dir(base.output_dir, f"{base.name}_sweep")

@@ -56,6 +56,11 @@ def _is_run_dir(p: Path) -> bool:
     return (p / report.FOLDS).exists() or (p / report.CONFIG).exists()
 
 
+def holds_runs(p: Path) -> bool:
+    """Whether a folder has run folders directly under it (a sweep's points, a batch's configs)."""
+    return any(p.glob(f"*/{report.STATE}"))
+
+
 def runs_folder_kind(p: Path) -> str | None:
     """``search``, ``sweep`` or ``batch`` for a folder of runs (a nested search too), else None."""
     if (p / SEARCH_STATE).exists() or (p / NESTED_JSON).exists() or (p / "outer").is_dir():
