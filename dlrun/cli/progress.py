@@ -13,34 +13,14 @@ from typing import Any, TextIO
 
 from dlrun.engines.base import EpochEvent
 from dlrun.reporting import (
-    NullReporter,
-    Reporter,
-    TransformedTargetLogs,
     finished_folds,
     fmt_duration,
     fmt_eta,
     fmt_logs,
-    fmt_value,
-    label_transformed_target,
     step_text,
-    transformed_target_note,
 )
 
-__all__ = [
-    "LogReporter",
-    "NullReporter",
-    "PlainReporter",
-    "Reporter",
-    "RichReporter",
-    "TransformedTargetLogs",
-    "fmt_duration",
-    "fmt_eta",
-    "fmt_logs",
-    "fmt_value",
-    "label_transformed_target",
-    "step_text",
-    "transformed_target_note",
-]
+__all__ = ["LogReporter", "PlainReporter", "RichReporter"]
 
 
 class _Clock:

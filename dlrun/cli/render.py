@@ -6,9 +6,9 @@ from typing import Any
 
 from rich.table import Table
 
-from dlrun.cli.progress import fmt_value as _f
 from dlrun.evaluation import stats
 from dlrun.evaluation.summary import headline_block, headline_name
+from dlrun.reporting import fmt_value as _f
 
 
 def cv_summary_table(summary: dict[str, Any]) -> Table:

@@ -15,17 +15,17 @@ from typing import Any
 import pytest
 from conftest import HAVE_SHARED_DATA, SHARED_DATA
 
-from dlrun.cli.progress import (
-    LogReporter,
+from dlrun.cli.progress import LogReporter, PlainReporter
+from dlrun.engines.base import EpochEvent
+from dlrun.reporting import (
     NullReporter,
-    PlainReporter,
+    finished_folds,
     fmt_duration,
     fmt_logs,
     label_transformed_target,
+    step_text,
     transformed_target_note,
 )
-from dlrun.engines.base import EpochEvent
-from dlrun.reporting import finished_folds, step_text
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # everything but \t and \n
 

@@ -198,7 +198,8 @@ def test_lock_refuses_a_second_process(tmp_path: Path) -> None:
 
 
 def test_status_reads_a_running_job(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, "live", training__epochs=150)
+    # long enough that the other four folds are still training when status looks (killed right after)
+    spec = _spec(tmp_path, "live", training__epochs=600)
     root = tmp_path / "outputs"
     run = root / "live" / "r1"
     proc = _dlrun("cv", str(spec), "--out", str(run))
