@@ -72,6 +72,19 @@ def shared_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
     return SHARED_DATA
 
 
+def load_script(path: Path) -> Any:
+    """A script of the repository (``benchmarks/…``, ``scripts/…``) imported as a module, to test its functions."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 # ----------------------------------------------------------------------------- tiny specs
 _SYNTH = {"n_samples": 120, "n_features": 6, "n_informative": 4, "n_redundant": 0}
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+
+from conftest import load_script
 
 from dlrun.spec import keras_names as kn
 
@@ -12,10 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_tables_match_installed_keras() -> None:
-    spec = importlib.util.spec_from_file_location("gen_keras_names", ROOT / "scripts" / "gen_keras_names.py")
-    assert spec is not None and spec.loader is not None
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = load_script(ROOT / "scripts" / "gen_keras_names.py")
     for name, items in gen.tables().items():
         assert tuple(sorted(set(items))) == getattr(kn, name), f"{name} is stale: run scripts/gen_keras_names.py"
 
@@ -27,10 +25,7 @@ def test_aliases_users_write_are_known() -> None:
 
 
 def test_argument_tables_match_installed_keras() -> None:
-    spec = importlib.util.spec_from_file_location("gen_keras_names", ROOT / "scripts" / "gen_keras_names.py")
-    assert spec is not None and spec.loader is not None
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = load_script(ROOT / "scripts" / "gen_keras_names.py")
     for name, by_class in gen.arg_tables().items():
         want = {cls: tuple(sorted(args)) for cls, args in by_class.items()}
         assert want == getattr(kn, name), f"{name} is stale: run scripts/gen_keras_names.py"
@@ -39,10 +34,7 @@ def test_argument_tables_match_installed_keras() -> None:
 
 
 def test_the_generator_writes_the_committed_json() -> None:
-    spec = importlib.util.spec_from_file_location("gen_keras_names", ROOT / "scripts" / "gen_keras_names.py")
-    assert spec is not None and spec.loader is not None
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = load_script(ROOT / "scripts" / "gen_keras_names.py")
     committed = (ROOT / "dlrun" / "spec" / "keras_names.json").read_text(encoding="utf-8")
     assert json.loads(gen.render()) == json.loads(committed), "stale: run scripts/gen_keras_names.py"
     assert kn.KERAS_VERSION == json.loads(committed)["KERAS_VERSION"]
