@@ -110,6 +110,17 @@ def test_importing_loads_no_deep_learning_framework(module: str) -> None:
     assert out.strip() == "[]"
 
 
+def test_the_command_line_starts_without_the_scientific_stack() -> None:
+    """``dlrun --help``, ``validate`` and ``status`` need none of scipy, scikit-learn or matplotlib
+    (about 1.3 s of imports here): they load when a run scores, splits or draws."""
+    code = (
+        "import sys, dlrun.cli.app; "
+        "print(sorted(m for m in ('scipy', 'sklearn', 'matplotlib', 'optuna', 'mlflow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 # The layers of README "How the code is laid out", top to bottom: a module imports only its own
 # layer and those below it.
 LAYERS: list[set[str]] = [

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.preprocessing import MinMaxScaler, PowerTransformer, RobustScaler, StandardScaler
 
 from dlrun.errors import DataError
 from dlrun.spec.dotted import suggest
@@ -16,6 +15,8 @@ from dlrun.spec.dotted import suggest
 
 def make_scaler(name: str) -> Any:
     """Return a fresh scikit-learn scaler for ``preprocessing.scaling`` (``"passthrough"`` for none)."""
+    from sklearn.preprocessing import MinMaxScaler, PowerTransformer, RobustScaler, StandardScaler
+
     if name == "standard":
         return StandardScaler()
     if name == "minmax":

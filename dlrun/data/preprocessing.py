@@ -4,8 +4,7 @@ A :class:`Preprocessor` is fitted once per training set (one per fold in cross-v
 scalers, imputers, encoders and target transforms learn their statistics from the rows passed
 to :meth:`Preprocessor.fit` and nothing else, so held-out rows never leak into training.
 The only thing that may come from all rows is the list of class labels (see ``fit``), which is
-metadata, not a statistic.
-"""
+metadata, not a statistic. scikit-learn is imported when a preprocessor is fitted, not before."""
 
 from __future__ import annotations
 
@@ -15,10 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
 from dlrun.data.columns import (
     is_categorical_dtype,
@@ -41,8 +36,7 @@ class Preprocessor:
     """Turns features and targets into float32 arrays for Keras, and model outputs back into labels.
 
     Args:
-        spec: The ``preprocessing`` section.
-        task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
+        spec: The ``preprocessing`` section; task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
 
     Attributes:
         features_: The fitted ColumnTransformer for tables with categorical columns (else None).
@@ -59,10 +53,10 @@ class Preprocessor:
             raise DataError(f"the preprocessor needs a concrete task ({', '.join(TASKS)}), got '{task}'")
         self.spec = spec
         self.task = task
-        self.features_: ColumnTransformer | None = None
-        self.numeric_pipeline_: Pipeline | None = None
+        self.features_: Any = None
+        self.numeric_pipeline_: Any = None
         self.image_scaler_: Any = None
-        self.target_scaler_: StandardScaler | MinMaxScaler | None = None
+        self.target_scaler_: Any = None
         self.classes_: np.ndarray | None = None
         self.feature_names_in_: list[str] = []
         self.numeric_columns_: list[str] = []
@@ -128,6 +122,11 @@ class Preprocessor:
         return pd.DataFrame(arr, columns=[str(i) for i in range(arr.shape[1])])
 
     def _fit_tabular(self, X: pd.DataFrame) -> None:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import OneHotEncoder
+
         self._is_image = False
         spec = self.spec
         columns = list(X.columns)
@@ -244,6 +243,8 @@ class Preprocessor:
         self._input_shape = tuple(int(d) for d in out.shape[1:])
 
     def _fit_target(self, y: pd.DataFrame, classes: Any) -> None:
+        from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
         if not isinstance(y, pd.DataFrame):
             y = pd.DataFrame(np.asarray(y).reshape(len(y), -1))
         self.target_names_ = [str(c) for c in y.columns]

@@ -7,9 +7,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
-from sklearn import metrics as skm
-from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from dlrun.errors import InputError
 from dlrun.evaluation.metrics import HIGHER_IS_BETTER
@@ -111,6 +108,8 @@ def _fast_classification(
         pos = t == 1
         n1, n0 = int(pos.sum()), int((~pos).sum())
         if n1 and n0:
+            from scipy.stats import rankdata
+
             ranks = rankdata(proba[:, 1])
             out["roc_auc"] = float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
         else:
@@ -121,6 +120,8 @@ def _fast_classification(
 def _one(
     m: str, task: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray | None
 ) -> float:
+    from sklearn import metrics as skm  # imported when scoring: dlrun's light commands never do
+
     if task == "regression":
         yt = np.asarray(y_true, dtype=float)
         yp = np.asarray(y_pred, dtype=float)
@@ -189,6 +190,8 @@ def baseline_scores(
         metrics: Metric names.
         classes: Sorted original class labels, or None for regression.
     """
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
     x_tr = np.zeros((len(y_train), 1))
     x_te = np.zeros((len(y_test), 1))
     if task == "regression":

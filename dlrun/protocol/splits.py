@@ -10,15 +10,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from sklearn.model_selection import (
-    KFold,
-    RepeatedKFold,
-    RepeatedStratifiedKFold,
-    StratifiedKFold,
-    train_test_split,
-)
 
 from dlrun.errors import InputError
 from dlrun.spec.schema import EvaluationSpec
@@ -125,6 +119,15 @@ def make_folds(ev: EvaluationSpec, n_rows: int, labels: np.ndarray | None, task:
 def _splits(
     ev: EvaluationSpec, rows: np.ndarray, y: np.ndarray | None, split_seed: int
 ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    # scikit-learn's splitters import in about a second: only runs that split pay it
+    from sklearn.model_selection import (
+        KFold,
+        RepeatedKFold,
+        RepeatedStratifiedKFold,
+        StratifiedKFold,
+        train_test_split,
+    )
+
     empty = np.array([], dtype=int)
     if ev.mode == "none":
         yield 0, 0, rows, empty
@@ -147,7 +150,7 @@ def _splits(
         if y is not None:
             _check_counts(y, k, f"evaluation.folds={k}")
         repeats = concrete_repeats(ev) if ev.mode == "repeated_kfold" or ev.repeats == "auto" else 1
-        splitter: KFold | StratifiedKFold | RepeatedKFold | RepeatedStratifiedKFold
+        splitter: Any
         if repeats == 1:
             rs = split_seed if ev.shuffle else None
             splitter = (StratifiedKFold if y is not None else KFold)(n_splits=k, shuffle=ev.shuffle, random_state=rs)
@@ -195,6 +198,8 @@ def _carve_validation(
     """Split a validation part off a training part (not in mode ``validation_split``, which is the test part)."""
     if ev.mode == "validation_split" or ev.validation_split <= 0:
         return train, np.array([], dtype=int)
+    from sklearn.model_selection import train_test_split
+
     strat = labels[train] if labels is not None else None
     fit, val = train_test_split(train, test_size=ev.validation_split, random_state=seed, stratify=strat, shuffle=True)
     return np.asarray(fit), np.asarray(val)

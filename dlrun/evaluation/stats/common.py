@@ -7,9 +7,17 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
 
 from dlrun.errors import InputError
+
+
+def scipy_stats() -> Any:
+    """``scipy.stats``, imported on first use: it takes about a second, which ``dlrun status``,
+    ``validate`` or ``--help`` need not pay."""
+    from scipy import stats
+
+    return stats
+
 
 #: Evaluation modes that ``summarize_metric`` understands.
 CV_MODES: tuple[str, ...] = ("kfold", "repeated_kfold", "repeated_split")
@@ -90,7 +98,7 @@ def _f(x: float | np.floating[Any] | None) -> float | None:
 
 def _t_quantile(confidence: float, df: float) -> float:
     """Two-sided Student-t critical value ``t_{1-(1-c)/2, df}``."""
-    return float(sps.t.ppf(0.5 + confidence / 2.0, df))
+    return float(scipy_stats().t.ppf(0.5 + confidence / 2.0, df))
 
 
 def format_confidence(confidence: float) -> str:

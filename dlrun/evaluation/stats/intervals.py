@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats as sps
 
 from dlrun.evaluation.metrics import METRIC_SCALES, metric_scale
 from dlrun.evaluation.stats.common import (
@@ -27,6 +26,7 @@ from dlrun.evaluation.stats.common import (
     decimals_for,
     format_confidence,
     format_number,
+    scipy_stats,
 )
 
 __all__ = [
@@ -257,7 +257,7 @@ def running_stats(values_in_order: Sequence[float] | npt.ArrayLike, confidence: 
     se = std / np.sqrt(n)
     tq = np.full(x.size, np.nan)
     if x.size > 1:
-        tq[1:] = sps.t.ppf(0.5 + c / 2.0, n[1:] - 1)
+        tq[1:] = scipy_stats().t.ppf(0.5 + c / 2.0, n[1:] - 1)
     return pd.DataFrame(
         {
             "n": n.astype(np.int64),

@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from dlrun.errors import InputError
-from dlrun.evaluation.stats.common import _check_confidence, format_confidence
+from dlrun.evaluation.stats.common import _check_confidence, format_confidence, scipy_stats
 
 #: Metrics that are means of per-row values, for which the nested interval is defined.
 PER_ROW_METRICS: tuple[str, ...] = ("accuracy", "log_loss", "mae", "mse")
@@ -98,7 +97,7 @@ def nested_cv_interval(values: pd.DataFrame, n_rows: int, confidence: float = 0.
     inflation = math.sqrt(max(0.0, mse)) / naive_sub if naive_sub > 0 else 1.0
     inflation = min(max(inflation, 1.0), math.sqrt(k))
     se = sd / math.sqrt(n_rows) * inflation
-    z = float(sps.norm.ppf(0.5 + c / 2.0))
+    z = float(scipy_stats().norm.ppf(0.5 + c / 2.0))
     pct = format_confidence(c)
     r = len(repeats)
     return {

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
 
 from dlrun.errors import InputError
 from dlrun.evaluation.stats.common import (
@@ -22,6 +21,7 @@ from dlrun.evaluation.stats.common import (
     _is_zero_spread,
     _positive,
     format_confidence,
+    scipy_stats,
 )
 
 
@@ -42,7 +42,7 @@ def min_detectable_difference(se: float | None, df: float | None, alpha: float, 
     """
     if se is None or df is None or not math.isfinite(se) or se <= 0 or df < 1:
         return None
-    return float((sps.t.ppf(1.0 - alpha / 2.0, df) + sps.t.ppf(power, df)) * se)
+    return float((scipy_stats().t.ppf(1.0 - alpha / 2.0, df) + scipy_stats().t.ppf(power, df)) * se)
 
 
 def _paired_arrays(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
@@ -122,7 +122,7 @@ def corrected_paired_ttest(
         t_stat = None
     else:
         t_stat = mean_d / se
-        p = float(2.0 * sps.t.sf(abs(t_stat), df))
+        p = float(2.0 * scipy_stats().t.sf(abs(t_stat), df))
     if df < MIN_INFORMATIVE_DF:
         few = f"only {df} df: the test is not informative"
         note = f"{note}; {few}" if note else few
@@ -192,7 +192,7 @@ def paired_ttest(a: npt.ArrayLike, b: npt.ArrayLike, confidence: float = 0.95) -
         p, note = _zero_variance_result(mean_d)
         t_stat = None
     else:
-        res = sps.ttest_rel(xa, xb)
+        res = scipy_stats().ttest_rel(xa, xb)
         t_stat, p = float(res.statistic), float(res.pvalue)
     return {
         "test": "paired",
@@ -285,8 +285,8 @@ def bayesian_correlated_ttest(
         below, inside, above = float(mean_d < -r), float(-r <= mean_d <= r), float(mean_d > r)
         note = "every difference is identical, so the posterior is a point; treat with care at a few folds"
     else:
-        below = float(sps.t.cdf((-r - mean_d) / scale, df))
-        above = float(sps.t.sf((r - mean_d) / scale, df))
+        below = float(scipy_stats().t.cdf((-r - mean_d) / scale, df))
+        above = float(scipy_stats().t.sf((r - mean_d) / scale, df))
         inside = max(0.0, 1.0 - below - above)
     p_a, p_b = (above, below) if higher_is_better else (below, above)
     decided = None
@@ -368,7 +368,7 @@ def welch_ttest(a: npt.ArrayLike, b: npt.ArrayLike, confidence: float = 0.95) ->
         df: float = float(na + nb - 2)
         lo, hi = mean_d, mean_d
     else:
-        res = sps.ttest_ind(xa, xb, equal_var=False)
+        res = scipy_stats().ttest_ind(xa, xb, equal_var=False)
         t_stat, p, df = float(res.statistic), float(res.pvalue), float(res.df)
         ci = res.confidence_interval(confidence_level=c)
         lo, hi = float(ci.low), float(ci.high)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.axes import Axes
 
 from dlrun.errors import InputError
 from dlrun.report.plots.style import BASELINE_COLOR, ESTIMATE_COLOR, TRAIN_COLOR, as_array, footnote
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn
+    from matplotlib.axes import Axes
 
 
 def compare_intervals(

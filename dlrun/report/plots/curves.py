@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.ticker import MaxNLocator
 
 from dlrun.errors import InputError
 from dlrun.report.plots.style import TEST_COLOR, TRAIN_COLOR, VAL_COLOR, footnote, require_columns, title
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn
+    from matplotlib.axes import Axes
 
 #: How the three per-epoch series are labelled, drawn and named in ``history.csv``.
 HELD_OUT_LABEL = "held-out (not used for training decisions)"
@@ -163,6 +165,8 @@ def learning_curve(
         n_models = max(n_models, wide.shape[1])
         stop = _draw_series(ax, wide, color, style, label)
         common = stop if common is None else (min(common, stop) if stop is not None else common)
+    from matplotlib.ticker import MaxNLocator
+
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{metric} ({units})" if units else metric)

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.ticker import MaxNLocator
-from scipy import stats as sps
 
 from dlrun.errors import InputError
 from dlrun.report.plots.style import (
@@ -28,6 +25,9 @@ from dlrun.report.plots.style import (
     require_columns,
     title,
 )
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn
+    from matplotlib.axes import Axes
 
 
 def _pick_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,6 +122,8 @@ def qq_plot(ax: Axes, values: npt.ArrayLike, metric: str, *, run_name: str = "")
         ax.plot(np.zeros(x.size), x, "o", color=TRAIN_COLOR)
         title(ax, run_name, f"normal Q-Q of {metric}: needs at least 3 values, got {x.size}")
         return
+    from scipy import stats as sps
+
     (osm, osr), (slope, intercept, r) = sps.probplot(x, dist="norm", fit=True)
     ax.plot(osm, osr, "o", color=TRAIN_COLOR, label=f"{x.size} scores")
     line = np.array([osm.min(), osm.max()])
@@ -167,6 +169,8 @@ def running_mean(
         if h_lo is not None and h_hi is not None:
             ax.axhline(float(h_lo), color=ESTIMATE_COLOR, linestyle="--", linewidth=1, label="headline interval")
             ax.axhline(float(h_hi), color=ESTIMATE_COLOR, linestyle="--", linewidth=1)
+    from matplotlib.ticker import MaxNLocator
+
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("repeats")
     ax.set_ylabel(f"mean {metric}")

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.ticker import MaxNLocator
 
 from dlrun.errors import InputError
 from dlrun.report.plots.curves import last_epochs, runs_matrix
 from dlrun.report.plots.style import BASELINE_COLOR, FLAG_COLOR, OKABE_ITO, footnote, require_columns, title
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn
+    from matplotlib.axes import Axes
 
 _NON_PARAM_COLUMNS = {
     "mean",
@@ -260,6 +261,8 @@ def sweep_curves(
     limits = _robust_limits(tail)
     if limits is not None:
         ax.set_ylim(*limits)
+    from matplotlib.ticker import MaxNLocator
+
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(column)
