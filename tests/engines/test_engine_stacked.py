@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax", reason="the st
 from dlrun.engines.base import FitJob  # noqa: E402
 from dlrun.engines.keras_build import build_model, compile_model, resolve_compile  # noqa: E402
 from dlrun.engines.sequential import SequentialEngine  # noqa: E402
-from dlrun.engines.stacked import StackedEngine, fit_many, share_groups, unsupported_reason  # noqa: E402
+from dlrun.engines.stacked import StackedEngine, unsupported_reason  # noqa: E402
 from dlrun.errors import SpecError  # noqa: E402
 from dlrun.spec.schema import Spec, validate  # noqa: E402
 
@@ -425,60 +425,6 @@ def test_resume_equals_straight_run_with_plain_sgd() -> None:
         np.testing.assert_allclose(b.history["loss"] + c.history["loss"], a.history["loss"], atol=1e-6)
         for wa, wc in zip(a.weights or [], c.weights or []):
             np.testing.assert_allclose(wa, wc, atol=1e-6)
-
-
-def test_per_model_hyperparameters_equal_separate_runs() -> None:
-    """Learning rate, beta_1 and an L2 factor differing per model in one program equal separate programs."""
-    layers = [
-        {"Dense": {"units": 4, "activation": "relu", "kernel_regularizer": {"L2": {"l2": 0.01}}}},
-        {"Dense": {"units": 1, "activation": "sigmoid"}},
-    ]
-    points = [(0.01, 0.9, 0.01), (0.05, 0.8, 0.1)]
-    specs = [
-        make_spec({"Adam": {"learning_rate": lr, "beta_1": b1}}, [
-            {"Dense": {**layers[0]["Dense"], "kernel_regularizer": {"L2": {"l2": l2}}}}, layers[1]])
-        for lr, b1, l2 in points
-    ]  # fmt: skip
-    assert share_groups(specs) == [[0, 1]]
-    assert share_groups([*specs, make_spec("sgd", layers)]) == [[0, 1], [2]]
-    assert_together_equals_alone(specs)
-
-
-def assert_together_equals_alone(specs: list[Spec]) -> list[list[float]]:
-    """Train two jobs under every spec in one ``fit_many`` program and each spec on its own, from
-    the same initial weights; assert equal weights and losses; return the losses spec by spec."""
-    jobs = make_jobs([10, 9])
-    w0 = StackedEngine(specs[0], "binary", (3,), 1)._initial_state(jobs)
-    for m, job in enumerate(jobs):
-        job.initial_weights = [w0["tv"][i][m] for i in range(len(w0["tv"]))]
-    together = list(fit_many(specs, jobs, "binary", (3,), 1))
-    assert [i for i, _ in together] == [k for k in range(len(specs)) for _ in jobs]
-    losses = []
-    for k, spec in enumerate(specs):
-        alone = list(StackedEngine(spec, "binary", (3,), 1).fit(jobs))
-        for a, (_, b) in zip(alone, together[2 * k : 2 * k + 2]):
-            for wa, wb in zip(a.weights or [], b.weights or []):
-                np.testing.assert_allclose(wa, wb, atol=1e-6)
-            np.testing.assert_allclose(a.history["loss"], b.history["loss"], atol=1e-6)
-            losses.append(a.history["loss"])
-    return losses
-
-
-@pytest.mark.parametrize(
-    ("layer", "key", "values"),
-    [("Dropout", "rate", (0.1, 0.4)), ("GaussianNoise", "stddev", (0.05, 0.5))],
-)
-def test_per_model_noise_scalars_equal_separate_runs(layer: str, key: str, values: tuple[float, float]) -> None:
-    """A dropout rate or noise stddev differing per model in one program draws what separate programs draw."""
-
-    def spec_for(v: float) -> Spec:
-        return make_spec("adam", [{layer: {key: v}}, *DENSE], epochs=3)
-
-    specs = [spec_for(v) for v in values]
-    assert share_groups(specs) == [[0, 1]]
-    assert share_groups([*specs, spec_for(0.0)]) == [[0, 1], [2]]  # Keras skips the layer at 0
-    losses = assert_together_equals_alone(specs)
-    assert not np.allclose(losses[0], losses[2])  # the two values really differ in what they train
 
 
 def test_padded_blocks_give_the_results_of_unpadded_ones() -> None:
