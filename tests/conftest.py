@@ -122,6 +122,24 @@ def tiny_spec(task: str = "binary", *, mode: str = "split", epochs: int = 3, **s
     return raw
 
 
+def spec_problems(raw: dict[str, Any], overrides: list[str] | None = None) -> list[tuple[str, str]]:
+    """The ``(path, message)`` problems validating ``raw`` (with ``--set`` overrides) reports; it must fail."""
+    from dlrun.errors import SpecError
+    from dlrun.spec.validation import validate
+    from dlrun.spec.yaml_io import apply_overrides
+
+    with pytest.raises(SpecError) as info:
+        validate(apply_overrides(raw, overrides or []))
+    return info.value.problems
+
+
+def edited_spec(fn: Any) -> dict[str, Any]:
+    """A tiny binary spec changed in place by ``fn``."""
+    raw = tiny_spec("binary")
+    fn(raw)
+    return raw
+
+
 def write_spec(path: Path, raw: dict[str, Any]) -> Path:
     """Write a raw spec as YAML and return its path."""
     path.parent.mkdir(parents=True, exist_ok=True)

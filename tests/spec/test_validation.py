@@ -8,28 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import tiny_spec
+from conftest import edited_spec, spec_problems, tiny_spec
 
 from dlrun.catalog import CV_MODES, TRAIN_MODES
 from dlrun.errors import InputError, SpecError
 from dlrun.spec.dotted import suggest
 from dlrun.spec.models import Spec
 from dlrun.spec.validation import json_schema, load_spec, resolved_dict, validate
-from dlrun.spec.yaml_io import apply_overrides
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-def _problems(raw: dict[str, Any], overrides: list[str] | None = None) -> list[tuple[str, str]]:
-    with pytest.raises(SpecError) as info:
-        validate(apply_overrides(raw, overrides or []))
-    return info.value.problems
-
-
-def _edit(fn: Any) -> dict[str, Any]:
-    raw = tiny_spec("binary")
-    fn(raw)
-    return raw
 
 
 def _layer(raw: dict[str, Any], i: int) -> dict[str, Any]:
@@ -213,14 +200,14 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("edit", "path", "text"), BAD_INPUTS)
 def test_bad_input_names_the_field(edit: Any, path: str, text: str) -> None:
-    problems = _problems(_edit(edit))
+    problems = spec_problems(edited_spec(edit))
     assert path in [p for p, _ in problems], problems
     message = dict(problems)[path]
     assert text in message, message
 
 
 def test_spec_error_text_lists_path_and_source() -> None:
-    raw = _edit(lambda r: r["training"].update(batchsize=3))
+    raw = edited_spec(lambda r: r["training"].update(batchsize=3))
     with pytest.raises(SpecError) as info:
         validate(raw, source="exp.yaml")
     text = str(info.value)
@@ -232,35 +219,35 @@ def test_spec_error_text_lists_path_and_source() -> None:
 
 # ----------------------------------------------------------------------------- every problem at once
 def test_two_schema_errors_are_both_listed() -> None:
-    raw = _edit(lambda r: (r.update(trainig={"epochs": 3}), r["evaluation"].update(folds="ten")))
-    paths = [p for p, _ in _problems(raw)]
+    raw = edited_spec(lambda r: (r.update(trainig={"epochs": 3}), r["evaluation"].update(folds="ten")))
+    paths = [p for p, _ in spec_problems(raw)]
     assert "trainig" in paths
     assert "evaluation.folds" in paths
 
 
 def test_two_name_errors_are_both_listed() -> None:
-    raw = _edit(lambda r: (_layer(r, 0).update(activation="rellu"), r.update(compile={"optimizer": "adamm"})))
-    paths = [p for p, _ in _problems(raw)]
+    raw = edited_spec(lambda r: (_layer(r, 0).update(activation="rellu"), r.update(compile={"optimizer": "adamm"})))
+    paths = [p for p, _ in spec_problems(raw)]
     assert paths == ["model.layers[0].Dense.activation", "compile.optimizer"]
 
 
 def test_schema_and_name_errors_are_listed_together() -> None:
-    raw = _edit(lambda r: (r.update(trainig={"epochs": 3}), _layer(r, 1).pop("units")))
-    paths = [p for p, _ in _problems(raw)]
+    raw = edited_spec(lambda r: (r.update(trainig={"epochs": 3}), _layer(r, 1).pop("units")))
+    paths = [p for p, _ in spec_problems(raw)]
     assert "trainig" in paths
     assert "model.layers[1].Dense.units" in paths
 
 
 def test_layer_entry_with_two_names_is_an_error() -> None:
-    raw = _edit(lambda r: r["model"]["layers"].__setitem__(0, {"Dense": {"units": 3}, "Dropout": {"rate": 0.1}}))
-    paths = [p for p, _ in _problems(raw)]
+    raw = edited_spec(lambda r: r["model"]["layers"].__setitem__(0, {"Dense": {"units": 3}, "Dropout": {"rate": 0.1}}))
+    paths = [p for p, _ in spec_problems(raw)]
     assert any(p.startswith("model.layers") for p in paths)
 
 
 @pytest.mark.parametrize("units", ["seven", -3, 0])
 def test_dense_units_must_be_a_positive_integer(units: Any) -> None:
-    raw = _edit(lambda r: _layer(r, 0).update(units=units))
-    assert "model.layers[0].Dense.units" in [p for p, _ in _problems(raw)]
+    raw = edited_spec(lambda r: _layer(r, 0).update(units=units))
+    assert "model.layers[0].Dense.units" in [p for p, _ in spec_problems(raw)]
 
 
 # ----------------------------------------------------------------------------- schema and helpers

@@ -6,25 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import tiny_spec
+from conftest import edited_spec, spec_problems, tiny_spec
 
 from dlrun.errors import SpecError
 from dlrun.spec.dotted import set_path
 from dlrun.spec.validation import load_spec, validate
 from dlrun.spec.yaml_io import apply_overrides, parse_override, read_yaml
-
-
-def _problems(raw: dict[str, Any], overrides: list[str] | None = None) -> list[tuple[str, str]]:
-    with pytest.raises(SpecError) as info:
-        validate(apply_overrides(raw, overrides or []))
-    return info.value.problems
-
-
-def _edit(fn: Any) -> dict[str, Any]:
-    raw = tiny_spec("binary")
-    fn(raw)
-    return raw
-
 
 # ----------------------------------------------------------------------------- YAML files
 
@@ -84,7 +71,7 @@ def test_load_spec_reads_applies_and_validates(spec_file: Any) -> None:
     path = spec_file(tiny_spec("binary"))
     spec = load_spec(path, ["training.epochs=7"])
     assert spec.training.epochs == 7
-    bad = spec_file(_edit(lambda r: r["training"].update(batchsize=3)), "bad.yaml")
+    bad = spec_file(edited_spec(lambda r: r["training"].update(batchsize=3)), "bad.yaml")
     with pytest.raises(SpecError) as info:
         load_spec(bad)
     assert info.value.source == str(bad)
@@ -163,7 +150,7 @@ def test_later_overrides_win() -> None:
 def test_bad_override_names_the_path(overrides: list[str], path: str, text: str) -> None:
     raw = tiny_spec("binary")
     raw["training"]["epochs"] = 10
-    problems = _problems(raw, overrides)
+    problems = spec_problems(raw, overrides)
     assert path in [p for p, _ in problems], problems
     assert text in dict(problems)[path]
 
